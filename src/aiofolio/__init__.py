@@ -1,0 +1,68 @@
+"""aiofolio: an async-first caching client for DataFolio bundles.
+
+The public API is what ``__all__`` lists (a test keeps it honest); every other module is
+private. See README.md for the quickstart and ../DESIGN.md for the architecture.
+"""
+
+from __future__ import annotations
+
+from aiofolio.errors import (
+    AiofolioError,
+    AiofolioWarning,
+    CacheCorruptedError,
+    CacheError,
+    CacheFullError,
+    CacheLockTimeout,
+    ChecksumMismatchError,
+    ConcurrentWriteError,
+    ConfigError,
+    IntegrityError,
+    ItemNotFoundError,
+    LargeFileWarning,
+    ManifestError,
+    NotCachedError,
+    PreconditionFailedError,
+    ReadOnlyError,
+    RemoteError,
+    RemoteNotFoundError,
+    RemotePermissionError,
+    RemoteTimeoutError,
+    RemoteUpdateWarning,
+    StaleDataWarning,
+    ThrottledError,
+    TransientError,
+    UnsupportedManifestVersionError,
+    UsageError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AiofolioError",
+    "AiofolioWarning",
+    "CacheCorruptedError",
+    "CacheError",
+    "CacheFullError",
+    "CacheLockTimeout",
+    "ChecksumMismatchError",
+    "ConcurrentWriteError",
+    "ConfigError",
+    "IntegrityError",
+    "ItemNotFoundError",
+    "LargeFileWarning",
+    "ManifestError",
+    "NotCachedError",
+    "PreconditionFailedError",
+    "ReadOnlyError",
+    "RemoteError",
+    "RemoteNotFoundError",
+    "RemotePermissionError",
+    "RemoteTimeoutError",
+    "RemoteUpdateWarning",
+    "StaleDataWarning",
+    "ThrottledError",
+    "TransientError",
+    "UnsupportedManifestVersionError",
+    "UsageError",
+    "__version__",
+]

@@ -1,0 +1,435 @@
+"""The GCS backend: gcsfs supplies credentials and the HTTP session; calls use the JSON API.
+
+Owns: mapping ``gs://`` and ``gcs://`` URLs to JSON API requests. Stats carry the
+``generation``, ``md5Hash`` and ``crc32c``. Reads are pinned with ``ifGenerationMatch`` and the
+``x-goog-generation`` response header is checked too, because the emulator ignores
+preconditions. Conditional fetches use ``ifGenerationNotMatch`` (one request in both cases).
+Puts are multipart (small) or resumable (large), with ``ifGenerationMatch`` (0 = must not
+exist). gcsfs's ``_call`` is not used, because it retries on its own and our policy already does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import urllib.parse
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+
+from aiofolio.backends._errors import error_for_status, translate
+from aiofolio.backends.base import (
+    NOT_MODIFIED,
+    STREAM_CHUNK,
+    BaseBackend,
+    FetchResult,
+    NotModifiedType,
+    ObjectStat,
+    check_range,
+    file_size,
+    iter_file_blocks,
+    md5_b64_to_hex,
+    md5_hex_to_b64,
+    read_file,
+)
+from aiofolio.errors import AiofolioError, PreconditionFailedError, TransientError
+
+__all__ = ["GCSBackend", "split_gcs"]
+
+RESUMABLE_THRESHOLD = 16 * 1024 * 1024
+RESUMABLE_CHUNK = 8 * 1024 * 1024  # a multiple of 256 KiB, as the API requires
+
+
+def split_gcs(url: str) -> tuple[str, str]:
+    """``gs://bucket/a/b`` (or ``gcs://``) to ``("bucket", "a/b")``."""
+    for prefix in ("gs://", "gcs://"):
+        if url.startswith(prefix):
+            bucket, _, key = url[len(prefix) :].partition("/")
+            if not bucket:
+                raise ValueError(f"GCS URL without a bucket: {url}")
+            return bucket, key
+    raise ValueError(f"not a gs:// URL: {url}")
+
+
+def _q(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+def _parse_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _hashes(header: str | None) -> tuple[str | None, str | None]:
+    """``x-goog-hash: crc32c=...,md5=...`` to (md5 hex, crc32c base64)."""
+    md5 = crc = None
+    for part in (header or "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "md5" and value:
+            md5 = md5_b64_to_hex(value)
+        elif name == "crc32c" and value:
+            crc = value
+    return md5, crc
+
+
+class GCSBackend(BaseBackend):
+    """Objects in Google Cloud Storage (or an emulator).
+
+    Args:
+        storage_options: passed to ``gcsfs.core.GCSFileSystem`` as fsspec and pandas pass them
+            (``token``, ``project``, ``endpoint_url``, ...).
+        connect_timeout: seconds to connect.
+        read_timeout: seconds of silence on a read.
+    """
+
+    scheme = "gs"
+    read_only = False
+
+    def __init__(
+        self,
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+    ) -> None:
+        self._options = dict(storage_options or {})
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=connect_timeout,
+            sock_connect=connect_timeout,
+            sock_read=read_timeout,
+        )
+        self._fs: Any = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"GCSBackend(endpoint_url={self._options.get('endpoint_url')!r})"
+
+    async def _ensure(self) -> tuple[Any, aiohttp.ClientSession]:
+        if self._fs is None:
+            # gcsfs.core.GCSFileSystem, not the "extended" class: the latter probes zonal
+            # buckets over gRPC, which an emulator never answers.
+            from gcsfs.core import GCSFileSystem
+
+            self._fs = GCSFileSystem(asynchronous=True, skip_instance_cache=True, **self._options)
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=False)
+        return self._fs, self._session
+
+    async def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        fs, _ = await self._ensure()
+        headers: dict[str, str] = fs._get_headers(dict(extra or {}))
+        return headers
+
+    async def _base(self) -> str:
+        fs, _ = await self._ensure()
+        return str(fs._location).rstrip("/")
+
+    async def _json(
+        self,
+        url: str,
+        method: str,
+        api_url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, dict[str, Any], Mapping[str, str]]:
+        _, session = await self._ensure()
+        try:
+            async with session.request(
+                method, api_url, params=params, data=data, headers=await self._headers(headers)
+            ) as resp:
+                body = await resp.read()
+                if resp.status >= 400:
+                    raise error_for_status(
+                        resp.status,
+                        url,
+                        detail=body.decode("utf-8", "replace"),
+                        headers=resp.headers,
+                    )
+                parsed = json.loads(body) if body.strip() else {}
+                return resp.status, parsed, resp.headers
+        except AiofolioError:
+            raise
+        except Exception as exc:
+            raise translate(exc, url) from exc
+
+    @staticmethod
+    def _stat_from_json(url: str, meta: Mapping[str, Any]) -> ObjectStat:
+        md5 = meta.get("md5Hash")
+        return ObjectStat(
+            url=url,
+            size=int(meta.get("size", 0)),
+            etag=meta.get("etag"),
+            version=str(meta["generation"]) if meta.get("generation") is not None else None,
+            md5=md5_b64_to_hex(md5) if md5 else None,
+            crc32c=meta.get("crc32c"),
+            last_modified=_parse_time(meta.get("updated")),
+        )
+
+    @staticmethod
+    def _stat_from_headers(url: str, headers: Mapping[str, str], size: int) -> ObjectStat:
+        md5, crc = _hashes(headers.get("x-goog-hash"))
+        etag = headers.get("ETag")
+        return ObjectStat(
+            url=url,
+            size=size,
+            etag=etag.strip('"') if etag else None,
+            version=headers.get("x-goog-generation"),
+            md5=md5,
+            crc32c=crc,
+            last_modified=None,
+        )
+
+    async def stat(self, url: str) -> ObjectStat:
+        bucket, key = split_gcs(url)
+        base = await self._base()
+        _, meta, _ = await self._json(url, "GET", f"{base}/storage/v1/b/{_q(bucket)}/o/{_q(key)}")
+        return self._stat_from_json(url, meta)
+
+    async def exists(self, url: str) -> bool:
+        try:
+            await self.stat(url)
+        except FileNotFoundError:
+            return False
+        return True
+
+    async def _media_url(self, url: str) -> str:
+        bucket, key = split_gcs(url)
+        base = await self._base()
+        return f"{base}/download/storage/v1/b/{_q(bucket)}/o/{_q(key)}"
+
+    async def iter_range(
+        self,
+        url: str,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        if_match: str | None = None,
+    ) -> AsyncIterator[bytes]:
+        check_range(start, end)
+        if end is not None and end <= start:
+            return
+        params = {"alt": "media"}
+        if if_match is not None:
+            params["ifGenerationMatch"] = if_match
+        extra: dict[str, str] = {}
+        if start > 0 or end is not None:
+            extra["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        _, session = await self._ensure()
+        media = await self._media_url(url)
+        try:
+            async with session.get(
+                media, params=params, headers=await self._headers(extra)
+            ) as resp:
+                if resp.status == 416:
+                    return
+                if resp.status >= 400:
+                    detail = (await resp.read())[:300].decode("utf-8", "replace")
+                    raise error_for_status(resp.status, url, detail=detail, headers=resp.headers)
+                generation = resp.headers.get("x-goog-generation")
+                if if_match is not None and generation is not None and generation != if_match:
+                    raise PreconditionFailedError(
+                        f"object changed (generation {generation}, pinned {if_match}): {url}",
+                        url=url,
+                        status=412,
+                    )
+                skip = start if resp.status == 200 and start > 0 else 0
+                limit: int | None = None if end is None else end - start
+                expected = resp.content_length
+                received = 0
+                async for chunk in resp.content.iter_chunked(STREAM_CHUNK):
+                    received += len(chunk)
+                    if skip:
+                        if len(chunk) <= skip:
+                            skip -= len(chunk)
+                            continue
+                        chunk, skip = chunk[skip:], 0
+                    if limit is not None:
+                        chunk = chunk[:limit]
+                        limit -= len(chunk)
+                    if chunk:
+                        yield chunk
+                    if limit is not None and limit <= 0:
+                        break
+                else:
+                    if expected is not None and received < expected:
+                        raise TransientError(
+                            f"truncated body: {url} ({received} of {expected} bytes)", url=url
+                        )
+        except AiofolioError:
+            raise
+        except Exception as exc:
+            raise translate(exc, url) from exc
+
+    async def fetch_if_changed(self, url: str, token: str | None) -> FetchResult | NotModifiedType:
+        params = {"alt": "media"}
+        if token:
+            params["ifGenerationNotMatch"] = token
+        _, session = await self._ensure()
+        media = await self._media_url(url)
+        try:
+            async with session.get(media, params=params, headers=await self._headers()) as resp:
+                if resp.status == 304:
+                    return NOT_MODIFIED
+                if resp.status >= 400:
+                    detail = (await resp.read())[:300].decode("utf-8", "replace")
+                    raise error_for_status(resp.status, url, detail=detail, headers=resp.headers)
+                data = await resp.read()
+                if resp.content_length is not None and len(data) != resp.content_length:
+                    raise TransientError(f"truncated body: {url}", url=url)
+                stat = self._stat_from_headers(url, resp.headers, len(data))
+        except AiofolioError:
+            raise
+        except Exception as exc:
+            raise translate(exc, url) from exc
+        if token is not None and stat.version == token:
+            return NOT_MODIFIED  # the emulator ignores ifGenerationNotMatch
+        if stat.version is None:
+            stat = await self.stat(url)
+        return data, stat
+
+    async def put(
+        self,
+        url: str,
+        data: bytes | str,
+        *,
+        content_md5: str | None = None,
+        cache_control: str | None = None,
+        content_type: str | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> ObjectStat:
+        bucket, key = split_gcs(url)
+        base = await self._base()
+        meta: dict[str, Any] = {"name": key}
+        if cache_control:
+            meta["cacheControl"] = cache_control
+        if content_md5:
+            meta["md5Hash"] = md5_hex_to_b64(content_md5)
+        ctype = content_type or "application/octet-stream"
+        meta["contentType"] = ctype
+        params: dict[str, str] = {}
+        if if_none_match:
+            params["ifGenerationMatch"] = "0"
+        elif if_match is not None:
+            params["ifGenerationMatch"] = if_match
+        size = len(data) if isinstance(data, bytes) else await file_size(data)
+        upload = f"{base}/upload/storage/v1/b/{_q(bucket)}/o"
+        if isinstance(data, str) and size > RESUMABLE_THRESHOLD:
+            result = await self._resumable(url, upload, meta, params, data, size, ctype)
+        else:
+            body = data if isinstance(data, bytes) else await read_file(data)
+            boundary = "aiofolio-boundary-7f3a9c"
+            payload = (
+                (
+                    f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
+                    f"{json.dumps(meta)}\r\n--{boundary}\r\nContent-Type: {ctype}\r\n\r\n"
+                ).encode()
+                + body
+                + f"\r\n--{boundary}--\r\n".encode()
+            )
+            _, result, _ = await self._json(
+                url,
+                "POST",
+                upload,
+                params={"uploadType": "multipart", **params},
+                data=payload,
+                headers={"Content-Type": f'multipart/related; boundary="{boundary}"'},
+            )
+        return self._stat_from_json(url, result)
+
+    async def _resumable(
+        self,
+        url: str,
+        upload: str,
+        meta: Mapping[str, Any],
+        params: Mapping[str, str],
+        path: str,
+        size: int,
+        ctype: str,
+    ) -> dict[str, Any]:
+        _, session = await self._ensure()
+        try:
+            async with session.post(
+                upload,
+                params={"uploadType": "resumable", **params},
+                data=json.dumps(meta),
+                headers=await self._headers(
+                    {
+                        "Content-Type": "application/json; charset=UTF-8",
+                        "X-Upload-Content-Type": ctype,
+                        "X-Upload-Content-Length": str(size),
+                    }
+                ),
+            ) as resp:
+                if resp.status >= 400:
+                    detail = (await resp.read()).decode("utf-8", "replace")
+                    raise error_for_status(resp.status, url, detail=detail, headers=resp.headers)
+                location = resp.headers["Location"]
+            result: dict[str, Any] = {}
+            offset = 0
+            async for block in iter_file_blocks(path, RESUMABLE_CHUNK):
+                last = offset + len(block) - 1
+                async with session.put(
+                    location,
+                    data=block,
+                    headers=await self._headers({"Content-Range": f"bytes {offset}-{last}/{size}"}),
+                ) as resp:
+                    body = await resp.read()
+                    if resp.status in (200, 201):
+                        result = json.loads(body)
+                    elif resp.status != 308:
+                        raise error_for_status(
+                            resp.status,
+                            url,
+                            detail=body.decode("utf-8", "replace"),
+                            headers=resp.headers,
+                        )
+                offset += len(block)
+            return result
+        except AiofolioError:
+            raise
+        except Exception as exc:
+            raise translate(exc, url) from exc
+
+    async def list(self, url: str) -> list[ObjectStat]:
+        bucket, prefix = split_gcs(url)
+        base = await self._base()
+        scheme = url.split("://", 1)[0]
+        out: list[ObjectStat] = []
+        token: str | None = None
+        while True:
+            params = {"prefix": prefix}
+            if token:
+                params["pageToken"] = token
+            _, page, _ = await self._json(
+                url, "GET", f"{base}/storage/v1/b/{_q(bucket)}/o", params=params
+            )
+            for item in page.get("items", []) or []:
+                out.append(self._stat_from_json(f"{scheme}://{bucket}/{item['name']}", item))
+            token = page.get("nextPageToken")
+            if not token:
+                break
+        return sorted(out, key=lambda s: s.url)
+
+    async def delete(self, url: str) -> None:
+        bucket, key = split_gcs(url)
+        base = await self._base()
+        with contextlib.suppress(FileNotFoundError):
+            await self._json(url, "DELETE", f"{base}/storage/v1/b/{_q(bucket)}/o/{_q(key)}")
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        fs, self._fs = self._fs, None
+        if session is not None and not session.closed:
+            await session.close()
+        if fs is not None and getattr(fs, "_session", None) is not None:
+            await fs._session.close()

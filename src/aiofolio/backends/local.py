@@ -1,0 +1,247 @@
+"""The local-filesystem backend (plain paths and ``file://`` URLs).
+
+Owns: path handling for local bundles, etags derived from ``(size, mtime_ns, inode)``, atomic
+puts (a unique temp file in the target folder, then ``os.replace``, mode 0644), and conditional
+puts serialised by a per-path lock file kept outside the bundle. Blocking calls run in worker
+threads so the event loop never stalls on a slow disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import stat as stat_mod
+import tempfile
+import urllib.parse
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio
+import anyio.to_thread
+import filelock
+
+from aiofolio.backends._errors import translate
+from aiofolio.backends.base import (
+    NOT_MODIFIED,
+    STREAM_CHUNK,
+    BaseBackend,
+    FetchResult,
+    NotModifiedType,
+    ObjectStat,
+    check_range,
+)
+from aiofolio.errors import (
+    ChecksumMismatchError,
+    PreconditionFailedError,
+    RemoteNotFoundError,
+)
+
+__all__ = ["LocalBackend", "local_path"]
+
+_FILE_MODE = 0o644
+
+
+def local_path(url: str) -> str:
+    """The filesystem path of a plain path or ``file://`` URL (made absolute)."""
+    if url.startswith("file://"):
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError(f"file URL with a remote host is not supported: {url}")
+        url = urllib.parse.unquote(parsed.path)
+    return os.path.abspath(os.path.expanduser(url))
+
+
+def _etag(st: os.stat_result) -> str:
+    return f"{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ino:x}"
+
+
+def _stat_of(url: str, st: os.stat_result) -> ObjectStat:
+    return ObjectStat(url=url, size=st.st_size, etag=_etag(st), last_modified=st.st_mtime_ns / 1e9)
+
+
+def _lock_for(path: str) -> filelock.BaseFileLock:
+    digest = hashlib.sha256(path.encode()).hexdigest()[:32]
+    folder = Path(tempfile.gettempdir()) / "aiofolio-locks"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return filelock.FileLock(str(folder / f"{digest}.lock"), timeout=30)
+
+
+class LocalBackend(BaseBackend):
+    """Storage on a local (or mounted network) filesystem."""
+
+    scheme = "file"
+    read_only = False
+
+    def __repr__(self) -> str:
+        return "LocalBackend()"
+
+    async def stat(self, url: str) -> ObjectStat:
+        path = local_path(url)
+        try:
+            st = await anyio.to_thread.run_sync(os.stat, path)
+        except OSError as exc:
+            raise translate(exc, url) from exc
+        if stat_mod.S_ISDIR(st.st_mode):
+            raise RemoteNotFoundError(f"not a file: {url} (a directory)", url=url, status=404)
+        return _stat_of(url, st)
+
+    async def exists(self, url: str) -> bool:
+        return await anyio.to_thread.run_sync(os.path.isfile, local_path(url))
+
+    async def iter_range(
+        self,
+        url: str,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        if_match: str | None = None,
+    ) -> AsyncIterator[bytes]:
+        check_range(start, end)
+        if end is not None and end <= start:
+            return
+        path = local_path(url)
+        try:
+            fh: BinaryIO = await anyio.to_thread.run_sync(open, path, "rb")
+        except OSError as exc:
+            raise translate(exc, url) from exc
+        try:
+            if if_match is not None and _etag(os.fstat(fh.fileno())) != if_match:
+                raise PreconditionFailedError(
+                    f"object changed (precondition failed): {url}", url=url, status=412
+                )
+            pos = start
+            while end is None or pos < end:
+                want = STREAM_CHUNK if end is None else min(STREAM_CHUNK, end - pos)
+                chunk = await anyio.to_thread.run_sync(os.pread, fh.fileno(), want, pos)
+                if not chunk:
+                    break
+                pos += len(chunk)
+                yield chunk
+        finally:
+            fh.close()
+
+    async def fetch_if_changed(self, url: str, token: str | None) -> FetchResult | NotModifiedType:
+        path = local_path(url)
+
+        def _read() -> FetchResult | NotModifiedType:
+            with open(path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                if token is not None and _etag(st) == token:
+                    return NOT_MODIFIED
+                return fh.read(), _stat_of(url, st)
+
+        try:
+            return await anyio.to_thread.run_sync(_read)
+        except OSError as exc:
+            raise translate(exc, url) from exc
+
+    async def put(
+        self,
+        url: str,
+        data: bytes | str,
+        *,
+        content_md5: str | None = None,
+        cache_control: str | None = None,
+        content_type: str | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> ObjectStat:
+        path = local_path(url)
+
+        def _put() -> ObjectStat:
+            folder = os.path.dirname(path)
+            os.makedirs(folder, exist_ok=True)
+            tmp = os.path.join(
+                folder, f".{os.path.basename(path)}.{os.getpid()}-{secrets.token_hex(6)}.tmp"
+            )
+            digest = hashlib.md5(usedforsecurity=False)
+            try:
+                with open(tmp, "wb") as out:
+                    if isinstance(data, bytes | bytearray | memoryview):
+                        out.write(data)
+                        digest.update(data)
+                    else:
+                        with open(data, "rb") as src:
+                            while block := src.read(STREAM_CHUNK):
+                                out.write(block)
+                                digest.update(block)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.chmod(tmp, _FILE_MODE)
+                if content_md5 is not None and digest.hexdigest() != content_md5.lower():
+                    raise ChecksumMismatchError(
+                        f"content MD5 mismatch writing {url}: expected {content_md5}, "
+                        f"wrote {digest.hexdigest()}"
+                    )
+                if if_match is None and not if_none_match:
+                    os.replace(tmp, path)
+                else:
+                    with _lock_for(path):
+                        _check_condition(url, path, if_match, if_none_match)
+                        os.replace(tmp, path)
+                return _stat_of(url, os.stat(path))
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+
+        try:
+            return await anyio.to_thread.run_sync(_put)
+        except (OSError, filelock.Timeout) as exc:
+            raise translate(exc, url) from exc
+
+    async def list(self, url: str) -> list[ObjectStat]:
+        prefix = local_path(url)
+
+        def _walk() -> list[ObjectStat]:
+            root = prefix if os.path.isdir(prefix) else os.path.dirname(prefix)
+            out: list[ObjectStat] = []
+            for folder, _dirs, files in os.walk(root):
+                for name in files:
+                    full = os.path.join(folder, name)
+                    if not full.startswith(prefix):
+                        continue
+                    try:
+                        st = os.stat(full)
+                    except FileNotFoundError:
+                        continue
+                    out.append(_stat_of(Path(full).as_posix(), st))
+            return sorted(out, key=lambda s: s.url)
+
+        return await anyio.to_thread.run_sync(_walk)
+
+    async def delete(self, url: str) -> None:
+        path = local_path(url)
+
+        def _delete() -> None:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except IsADirectoryError:
+                shutil.rmtree(path)
+
+        try:
+            await anyio.to_thread.run_sync(_delete)
+        except OSError as exc:
+            raise translate(exc, url) from exc
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _check_condition(url: str, path: str, if_match: str | None, if_none_match: bool) -> None:
+    try:
+        current: str | None = _etag(os.stat(path))
+    except FileNotFoundError:
+        current = None
+    if if_none_match and current is not None:
+        raise PreconditionFailedError(
+            f"object already exists (precondition failed): {url}", url=url, status=412
+        )
+    if if_match is not None and current != if_match:
+        raise PreconditionFailedError(
+            f"object changed (precondition failed): {url}", url=url, status=412
+        )

@@ -1,0 +1,335 @@
+"""The S3 backend: s3fs builds the session and credentials; calls go to its aiobotocore client.
+
+Owns: mapping ``s3://bucket/key`` URLs to client calls; stats from HEAD (ETag, VersionId, MD5
+for single-part ETags); ranged streaming GETs pinned with ``IfMatch``; conditional GETs whose
+304 is turned into :data:`~aiofolio.backends.base.NOT_MODIFIED` (s3fs would hide it as a plain
+``OSError``); puts with Content-MD5, Cache-Control and ``IfMatch``/``IfNoneMatch``, multipart
+above :data:`MULTIPART_THRESHOLD`. botocore's own retries are switched off: our policy retries.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from aiofolio.backends._errors import translate
+from aiofolio.backends.base import (
+    NOT_MODIFIED,
+    STREAM_CHUNK,
+    BaseBackend,
+    FetchResult,
+    NotModifiedType,
+    ObjectStat,
+    check_range,
+    file_size,
+    iter_file_blocks,
+    md5_hex_to_b64,
+    read_file,
+)
+from aiofolio.errors import AiofolioError, TransientError
+
+__all__ = ["MULTIPART_THRESHOLD", "S3Backend", "split_s3"]
+
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+PART_SIZE = 16 * 1024 * 1024
+
+
+def split_s3(url: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` to ``("bucket", "a/b")``."""
+    if not url.startswith("s3://"):
+        raise ValueError(f"not an s3:// URL: {url}")
+    bucket, _, key = url[5:].partition("/")
+    if not bucket:
+        raise ValueError(f"S3 URL without a bucket: {url}")
+    return bucket, key
+
+
+def _etag(value: str | None) -> str | None:
+    return value.strip('"') if value else None
+
+
+def _md5_from_etag(etag: str | None) -> str | None:
+    # A single-part, non-KMS upload's ETag is the MD5 of the content.
+    if etag and "-" not in etag and len(etag) == 32:
+        return etag
+    return None
+
+
+def _status(exc: BaseException) -> int:
+    response = getattr(exc, "response", None) or {}
+    meta = response.get("ResponseMetadata", {}) if isinstance(response, dict) else {}
+    try:
+        return int(meta.get("HTTPStatusCode") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+class S3Backend(BaseBackend):
+    """Objects in S3 or an S3-compatible store.
+
+    Args:
+        storage_options: passed to ``s3fs.S3FileSystem`` exactly as pandas and fsspec pass
+            them (``key``, ``secret``, ``token``, ``anon``, ``client_kwargs``,
+            ``config_kwargs``, ``endpoint_url``, ...).
+        connect_timeout: seconds to connect, unless ``config_kwargs`` sets it.
+        read_timeout: seconds of silence on a read, unless ``config_kwargs`` sets it.
+    """
+
+    scheme = "s3"
+    read_only = False
+
+    def __init__(
+        self,
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+    ) -> None:
+        options = dict(storage_options or {})
+        config = dict(options.pop("config_kwargs", None) or {})
+        config.setdefault("connect_timeout", connect_timeout)
+        config.setdefault("read_timeout", read_timeout)
+        config.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})
+        self._options = options
+        self._config = config
+        self._fs: Any = None
+        self._client: Any = None
+
+    def __repr__(self) -> str:
+        endpoint = self._options.get("endpoint_url") or (
+            self._options.get("client_kwargs") or {}
+        ).get("endpoint_url")
+        return f"S3Backend(endpoint_url={endpoint!r})"
+
+    async def _get_client(self) -> Any:
+        if self._client is None:
+            import s3fs
+
+            self._fs = s3fs.S3FileSystem(
+                asynchronous=True,
+                skip_instance_cache=True,
+                config_kwargs=self._config,
+                **self._options,
+            )
+            self._client = await self._fs.set_session()
+        return self._client
+
+    async def _call(self, url: str, method: str, **kwargs: Any) -> Any:
+        client = await self._get_client()
+        try:
+            return await getattr(client, method)(**kwargs)
+        except AiofolioError:
+            raise
+        except Exception as exc:
+            raise translate(exc, url) from exc
+
+    async def stat(self, url: str) -> ObjectStat:
+        bucket, key = split_s3(url)
+        head = await self._call(url, "head_object", Bucket=bucket, Key=key)
+        etag = _etag(head.get("ETag"))
+        modified = head.get("LastModified")
+        return ObjectStat(
+            url=url,
+            size=int(head["ContentLength"]),
+            etag=etag,
+            version=head.get("VersionId") if head.get("VersionId") not in (None, "null") else None,
+            md5=_md5_from_etag(etag),
+            last_modified=modified.timestamp() if modified is not None else None,
+        )
+
+    async def exists(self, url: str) -> bool:
+        try:
+            await self.stat(url)
+        except FileNotFoundError:
+            return False
+        return True
+
+    async def iter_range(
+        self,
+        url: str,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        if_match: str | None = None,
+    ) -> AsyncIterator[bytes]:
+        check_range(start, end)
+        if end is not None and end <= start:
+            return
+        bucket, key = split_s3(url)
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if start > 0 or end is not None:
+            kwargs["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        if if_match is not None:
+            kwargs["IfMatch"] = f'"{if_match}"'
+        try:
+            resp = await self._call(url, "get_object", **kwargs)
+        except AiofolioError as exc:
+            if getattr(exc, "status", None) == 416:
+                return
+            raise
+        body = resp["Body"]
+        expected = int(resp.get("ContentLength") or 0)
+        received = 0
+        try:
+            while True:
+                try:
+                    chunk = await body.read(STREAM_CHUNK)
+                except Exception as exc:
+                    raise translate(exc, url) from exc
+                if not chunk:
+                    break
+                received += len(chunk)
+                yield chunk
+        finally:
+            body.close()
+        if received < expected:
+            raise TransientError(f"truncated body: {url} ({received} of {expected} bytes)", url=url)
+
+    async def fetch_if_changed(self, url: str, token: str | None) -> FetchResult | NotModifiedType:
+        bucket, key = split_s3(url)
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if token:
+            kwargs["IfNoneMatch"] = f'"{token}"'
+        client = await self._get_client()
+        try:
+            resp = await client.get_object(**kwargs)
+            async with resp["Body"] as body:
+                data = await body.read()
+        except Exception as exc:
+            if _status(exc) == 304:
+                return NOT_MODIFIED
+            raise translate(exc, url) from exc
+        etag = _etag(resp.get("ETag"))
+        modified = resp.get("LastModified")
+        if len(data) != int(resp.get("ContentLength", len(data))):
+            raise TransientError(f"truncated body: {url}", url=url)
+        return data, ObjectStat(
+            url=url,
+            size=len(data),
+            etag=etag,
+            version=resp.get("VersionId") if resp.get("VersionId") not in (None, "null") else None,
+            md5=_md5_from_etag(etag),
+            last_modified=modified.timestamp() if modified is not None else None,
+        )
+
+    async def put(
+        self,
+        url: str,
+        data: bytes | str,
+        *,
+        content_md5: str | None = None,
+        cache_control: str | None = None,
+        content_type: str | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> ObjectStat:
+        bucket, key = split_s3(url)
+        extra: dict[str, Any] = {}
+        if cache_control:
+            extra["CacheControl"] = cache_control
+        if content_type:
+            extra["ContentType"] = content_type
+        cond: dict[str, Any] = {}
+        if if_match is not None:
+            cond["IfMatch"] = f'"{if_match}"'
+        if if_none_match:
+            cond["IfNoneMatch"] = "*"
+        size = len(data) if isinstance(data, bytes) else await file_size(data)
+        if size > MULTIPART_THRESHOLD and isinstance(data, str):
+            await self._multipart(url, bucket, key, data, extra, cond)
+        else:
+            body = data if isinstance(data, bytes) else await read_file(data)
+            if content_md5:
+                extra["ContentMD5"] = md5_hex_to_b64(content_md5)
+            await self._call(url, "put_object", Bucket=bucket, Key=key, Body=body, **extra, **cond)
+        return await self.stat(url)
+
+    async def _multipart(
+        self,
+        url: str,
+        bucket: str,
+        key: str,
+        path: str,
+        extra: dict[str, Any],
+        cond: dict[str, Any],
+    ) -> None:
+        import hashlib
+
+        created = await self._call(url, "create_multipart_upload", Bucket=bucket, Key=key, **extra)
+        upload_id = created["UploadId"]
+        parts: list[dict[str, Any]] = []
+        try:
+            number = 1
+            async for block in iter_file_blocks(path, PART_SIZE):
+                md5 = base64.b64encode(hashlib.md5(block, usedforsecurity=False).digest()).decode()
+                resp = await self._call(
+                    url,
+                    "upload_part",
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=block,
+                    ContentMD5=md5,
+                )
+                parts.append({"ETag": resp["ETag"], "PartNumber": number})
+                number += 1
+            await self._call(
+                url,
+                "complete_multipart_upload",
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                **cond,
+            )
+        except BaseException:
+            with contextlib.suppress(AiofolioError):
+                await self._call(
+                    url, "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id
+                )
+            raise
+
+    async def list(self, url: str) -> list[ObjectStat]:
+        bucket, prefix = split_s3(url)
+        out: list[ObjectStat] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            resp = await self._call(url, "list_objects_v2", **kwargs)
+            for obj in resp.get("Contents", []) or []:
+                etag = _etag(obj.get("ETag"))
+                modified = obj.get("LastModified")
+                out.append(
+                    ObjectStat(
+                        url=f"s3://{bucket}/{obj['Key']}",
+                        size=int(obj["Size"]),
+                        etag=etag,
+                        md5=_md5_from_etag(etag),
+                        last_modified=modified.timestamp() if modified is not None else None,
+                    )
+                )
+            if not resp.get("IsTruncated"):
+                break
+            token = resp.get("NextContinuationToken")
+        return sorted(out, key=lambda s: s.url)
+
+    async def delete(self, url: str) -> None:
+        bucket, key = split_s3(url)
+        await self._call(url, "delete_object", Bucket=bucket, Key=key)
+
+    async def aclose(self) -> None:
+        fs, self._fs, self._client = self._fs, None, None
+        if fs is None:
+            return
+        creator = getattr(fs, "_s3creator", None)
+        if creator is None:
+            return
+        if hasattr(creator, "clear"):
+            await creator.clear()
+        else:
+            await creator.__aexit__(None, None, None)

@@ -1,0 +1,201 @@
+"""The exception and warning tree of aiofolio (owns nothing else).
+
+Every error aiofolio raises derives from :class:`AiofolioError`. Where the meaning fits, a class
+also inherits the matching builtin, so ``except KeyError`` or ``except FileNotFoundError`` keeps
+working for code written against plain dicts and files::
+
+    AiofolioError(Exception)
+    ├── ItemNotFoundError(KeyError)            no item of that name in the bundle
+    ├── NotCachedError(FileNotFoundError)      offline, and the item is not in the cache
+    ├── ReadOnlyError(PermissionError)         a write to a read-only folio or an http(s) bundle
+    ├── UsageError(RuntimeError)               the API was called in a way that cannot work
+    ├── RemoteError(OSError)                   the remote store failed
+    │   ├── RemoteNotFoundError(FileNotFoundError)
+    │   ├── RemotePermissionError(PermissionError)
+    │   ├── PreconditionFailedError            a conditional request's condition did not hold
+    │   └── TransientError                     worth retrying: 5xx, 408, resets, ...
+    │       ├── RemoteTimeoutError(TimeoutError)
+    │       └── ThrottledError                 429 / SlowDown; carries ``retry_after``
+    ├── IntegrityError                         bytes that do not verify
+    │   └── ChecksumMismatchError
+    ├── ManifestError                          a manifest that cannot be used
+    │   ├── UnsupportedManifestVersionError    written by a newer format than we read
+    │   └── ConcurrentWriteError               another writer published first
+    ├── CacheError                             the local cache failed
+    │   ├── CacheFullError                     the size limit or the disk is full
+    │   ├── CacheLockTimeout(TimeoutError)
+    │   └── CacheCorruptedError
+    └── ConfigError(ValueError)                a bad setting; names its source
+
+    AiofolioWarning(UserWarning)
+    ├── StaleDataWarning                       served a cached copy that could not be revalidated
+    ├── RemoteUpdateWarning                    the remote changed an item since it was cached
+    └── LargeFileWarning                       an item or bundle passed the large-file threshold
+
+Third-party exceptions (botocore, aiohttp, gcsfs, fsspec, tenacity) are translated at the
+backend boundary with ``raise ... from exc``; none escapes to the caller.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AiofolioError",
+    "AiofolioWarning",
+    "CacheCorruptedError",
+    "CacheError",
+    "CacheFullError",
+    "CacheLockTimeout",
+    "ChecksumMismatchError",
+    "ConcurrentWriteError",
+    "ConfigError",
+    "IntegrityError",
+    "ItemNotFoundError",
+    "LargeFileWarning",
+    "ManifestError",
+    "NotCachedError",
+    "PreconditionFailedError",
+    "ReadOnlyError",
+    "RemoteError",
+    "RemoteNotFoundError",
+    "RemotePermissionError",
+    "RemoteTimeoutError",
+    "RemoteUpdateWarning",
+    "StaleDataWarning",
+    "ThrottledError",
+    "TransientError",
+    "UnsupportedManifestVersionError",
+    "UsageError",
+]
+
+
+class AiofolioError(Exception):
+    """The root of every error aiofolio raises."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its message; every aiofolio error prints its message plainly.
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
+class ItemNotFoundError(AiofolioError, KeyError):
+    """No item of that name exists in the bundle (the message suggests close names)."""
+
+
+class NotCachedError(AiofolioError, FileNotFoundError):
+    """Offline mode, and the item is not in the cache."""
+
+
+class ReadOnlyError(AiofolioError, PermissionError):
+    """A write was asked of a read-only folio or of a read-only (http) bundle."""
+
+
+class UsageError(AiofolioError, RuntimeError):
+    """The API was used in a way that cannot work (e.g. a sync call from the engine thread)."""
+
+
+class RemoteError(AiofolioError, OSError):
+    """The remote store failed; ``url`` and ``status`` say where and how, when known."""
+
+    url: str | None
+    status: int | None
+
+    def __init__(self, message: str, *, url: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_remote, (type(self), str(self), self.url, self.status, self.__dict__))
+
+
+def _rebuild_remote(
+    cls: type[RemoteError],
+    message: str,
+    url: str | None,
+    status: int | None,
+    state: dict[str, object],
+) -> RemoteError:
+    err = cls(message, url=url, status=status)
+    err.__dict__.update(state)
+    return err
+
+
+class RemoteNotFoundError(RemoteError, FileNotFoundError):
+    """The remote object or bundle does not exist (HTTP 404, NoSuchKey)."""
+
+
+class RemotePermissionError(RemoteError, PermissionError):
+    """The remote refused access (HTTP 401/403)."""
+
+
+class PreconditionFailedError(RemoteError):
+    """A conditional request's condition did not hold (HTTP 412): the object changed."""
+
+
+class TransientError(RemoteError):
+    """A failure worth retrying: timeouts, connection resets, 5xx, 408 and 429."""
+
+
+class RemoteTimeoutError(TransientError, TimeoutError):
+    """The remote did not answer in time, after the bounded retries."""
+
+
+class ThrottledError(TransientError):
+    """The remote asked us to slow down (429, SlowDown); ``retry_after`` is in seconds."""
+
+    retry_after: float | None = None
+
+
+class IntegrityError(AiofolioError):
+    """Bytes that do not verify; they are never returned to the caller."""
+
+
+class ChecksumMismatchError(IntegrityError):
+    """A payload's checksum or size does not match what the manifest records."""
+
+
+class ManifestError(AiofolioError):
+    """A bundle manifest that cannot be used: corrupt JSON, a hostile path, a bad field."""
+
+
+class UnsupportedManifestVersionError(ManifestError):
+    """The manifest's ``schema_version`` is newer than this aiofolio can read."""
+
+
+class ConcurrentWriteError(ManifestError):
+    """Another writer published the bundle first; nothing of ours was half-published."""
+
+
+class CacheError(AiofolioError):
+    """The local cache failed (cannot write, cannot lock, ...)."""
+
+
+class CacheFullError(CacheError):
+    """The item does not fit under the hard size limit, or the disk is full."""
+
+
+class CacheLockTimeout(CacheError, TimeoutError):
+    """A cache lock could not be taken in the time allowed."""
+
+
+class CacheCorruptedError(CacheError):
+    """Cache state on disk is damaged beyond automatic repair."""
+
+
+class ConfigError(AiofolioError, ValueError):
+    """A bad setting: the message names its source, the bad value and the accepted forms."""
+
+
+class AiofolioWarning(UserWarning):
+    """The root of every warning aiofolio emits."""
+
+
+class StaleDataWarning(AiofolioWarning):
+    """A cached copy was served because the remote could not be reached to revalidate it."""
+
+
+class RemoteUpdateWarning(AiofolioWarning):
+    """An item changed on the remote since it was cached; the cached copy was dropped."""
+
+
+class LargeFileWarning(AiofolioWarning):
+    """An item or a bundle grew past ``large_file_threshold``."""
