@@ -116,48 +116,54 @@ def _options_key(options: Mapping[str, Any] | None) -> str:
 
 
 class BackendPool:
-    """One backend (and so one client) per scheme and storage options, reused.
+    """One client per (scheme, storage options, timeouts), reused; each caller picks its retries.
 
     A pool belongs to one event loop: create it, use it and close it there.
     """
 
-    def __init__(
+    def __init__(self) -> None:
+        self._raw: dict[tuple[str, str, float, float], Backend] = {}
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def get(
         self,
+        url: str,
+        storage_options: Mapping[str, Any] | None = None,
         *,
         retry: RetryPolicy | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
-    ) -> None:
-        self._retry = retry
-        self._timeouts = (connect_timeout, read_timeout)
-        self._backends: dict[tuple[str, str], RetryingBackend] = {}
-
-    def __len__(self) -> int:
-        return len(self._backends)
-
-    def get(self, url: str, storage_options: Mapping[str, Any] | None = None) -> RetryingBackend:
-        """The pooled backend for ``url`` (created on first use)."""
-        key = (scheme_of(url), _options_key(storage_options))
-        backend = self._backends.get(key)
-        if backend is None:
-            backend = make_backend(
+    ) -> RetryingBackend:
+        """The backend for ``url``: a pooled client wrapped in the caller's retry policy."""
+        key = (scheme_of(url), _options_key(storage_options), connect_timeout, read_timeout)
+        raw = self._raw.get(key)
+        if raw is None:
+            raw = make_backend(
                 url,
                 storage_options,
-                retry=self._retry,
-                connect_timeout=self._timeouts[0],
-                read_timeout=self._timeouts[1],
-            )
-            self._backends[key] = backend
-        return backend
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+            ).inner
+            self._raw[key] = raw
+        return RetryingBackend(raw, retry)
 
     def add(
-        self, url: str, backend: RetryingBackend, storage_options: Mapping[str, Any] | None = None
+        self,
+        url: str,
+        backend: Backend,
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
     ) -> None:
-        """Register a ready-made backend (tests use it for a scripted memory backend)."""
-        self._backends[(scheme_of(url), _options_key(storage_options))] = backend
+        """Register a ready-made client (tests use it for a scripted memory backend)."""
+        key = (scheme_of(url), _options_key(storage_options), connect_timeout, read_timeout)
+        self._raw[key] = backend
 
     async def aclose(self) -> None:
         """Close every client; the pool can be used again afterwards (it reopens lazily)."""
-        backends, self._backends = list(self._backends.values()), {}
+        backends, self._raw = list(self._raw.values()), {}
         for backend in backends:
             await backend.aclose()

@@ -43,6 +43,9 @@ class ObjectStat(msgspec.Struct, frozen=True, kw_only=True):
             single-part S3 ETag).
         crc32c: base64 CRC32C when the server states it (GCS).
         last_modified: seconds since the epoch.
+        token: the value this store's conditional requests take (``if_match`` and
+            ``fetch_if_changed``): the ETag for S3, HTTP and local files, the generation for
+            GCS. It changes whenever the content may have changed.
     """
 
     url: str
@@ -52,11 +55,7 @@ class ObjectStat(msgspec.Struct, frozen=True, kw_only=True):
     md5: str | None = None
     crc32c: str | None = None
     last_modified: float | None = None
-
-    @property
-    def token(self) -> str:
-        """A string that changes whenever the object's content may have changed."""
-        return self.version or self.etag or f"{self.size}:{self.last_modified}"
+    token: str | None = None
 
 
 class NotModifiedType(enum.Enum):
@@ -93,8 +92,8 @@ class Backend(Protocol):
     ) -> bytes:
         """Bytes ``[start, end)`` (``end=None``: to EOF; an end past EOF is clamped).
 
-        ``if_match`` pins the version: an etag (S3, HTTP, local) or a generation (GCS). If the
-        object no longer matches, raises :class:`~aiofolio.errors.PreconditionFailedError`.
+        ``if_match`` pins the version (an :attr:`ObjectStat.token`). If the object no longer
+        matches, raises :class:`~aiofolio.errors.PreconditionFailedError`.
         """
         ...
 
@@ -128,7 +127,7 @@ class Backend(Protocol):
     async def fetch_if_changed(self, url: str, token: str | None) -> FetchResult | NotModifiedType:
         """A conditional fetch of a small object.
 
-        ``token`` is the etag (S3, HTTP, local) or generation (GCS) we hold. Returns
+        ``token`` is the :attr:`ObjectStat.token` we hold. Returns
         :data:`NOT_MODIFIED` when it still matches, otherwise the new bytes and stat.
         """
         ...
@@ -146,9 +145,9 @@ class Backend(Protocol):
     ) -> ObjectStat:
         """Store ``data`` (bytes, or the path of a local file) atomically; return the new stat.
 
-        ``content_md5`` (hex) is checked by the server where it can be. ``if_match`` (etag or
-        generation) writes only over that version; ``if_none_match`` only if nothing exists.
-        A failed condition raises :class:`~aiofolio.errors.PreconditionFailedError`.
+        ``content_md5`` (hex) is checked by the server where it can be. ``if_match`` (an
+        :attr:`ObjectStat.token`) writes only over that version; ``if_none_match`` only if
+        nothing exists. A failed condition raises :class:`~aiofolio.errors.PreconditionFailedError`.
         """
         ...
 

@@ -118,10 +118,12 @@ class HTTPBackend(BaseBackend):
         return self._session
 
     def _stat_from(self, url: str, headers: Mapping[str, str], size: int) -> ObjectStat:
+        etag = parse_etag(headers.get("ETag"))
         return ObjectStat(
             url=url,
             size=size,
-            etag=parse_etag(headers.get("ETag")),
+            etag=etag,
+            token=etag,
             version=headers.get("x-amz-version-id") or headers.get("x-goog-generation"),
             md5=_content_md5(headers),
             last_modified=_last_modified(headers),

@@ -59,7 +59,10 @@ def _etag(st: os.stat_result) -> str:
 
 
 def _stat_of(url: str, st: os.stat_result) -> ObjectStat:
-    return ObjectStat(url=url, size=st.st_size, etag=_etag(st), last_modified=st.st_mtime_ns / 1e9)
+    etag = _etag(st)
+    return ObjectStat(
+        url=url, size=st.st_size, etag=etag, last_modified=st.st_mtime_ns / 1e9, token=etag
+    )
 
 
 def _lock_for(path: str) -> filelock.BaseFileLock:

@@ -122,6 +122,7 @@ class MemoryBackend(BaseBackend):
             version=str(obj.generation),
             md5=hashlib.md5(obj.data, usedforsecurity=False).hexdigest(),
             last_modified=obj.mtime,
+            token=obj.etag,
         )
 
     def _check_pin(self, url: str, obj: _Object, if_match: str | None) -> None:

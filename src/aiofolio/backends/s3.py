@@ -134,6 +134,7 @@ class S3Backend(BaseBackend):
             url=url,
             size=int(head["ContentLength"]),
             etag=etag,
+            token=etag,
             version=head.get("VersionId") if head.get("VersionId") not in (None, "null") else None,
             md5=_md5_from_etag(etag),
             last_modified=modified.timestamp() if modified is not None else None,
@@ -209,6 +210,7 @@ class S3Backend(BaseBackend):
             url=url,
             size=len(data),
             etag=etag,
+            token=etag,
             version=resp.get("VersionId") if resp.get("VersionId") not in (None, "null") else None,
             md5=_md5_from_etag(etag),
             last_modified=modified.timestamp() if modified is not None else None,
@@ -309,6 +311,7 @@ class S3Backend(BaseBackend):
                         url=f"s3://{bucket}/{obj['Key']}",
                         size=int(obj["Size"]),
                         etag=etag,
+                        token=etag,
                         md5=_md5_from_etag(etag),
                         last_modified=modified.timestamp() if modified is not None else None,
                     )
