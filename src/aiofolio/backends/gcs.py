@@ -2,16 +2,22 @@
 
 Owns: mapping ``gs://`` and ``gcs://`` URLs to JSON API requests. Stats carry the
 ``generation``, ``md5Hash`` and ``crc32c``. Reads are pinned with ``ifGenerationMatch`` and the
-``x-goog-generation`` response header is checked too, because the emulator ignores
-preconditions. Conditional fetches use ``ifGenerationNotMatch`` (one request in both cases).
-Puts are multipart (small) or resumable (large), with ``ifGenerationMatch`` (0 = must not
-exist). gcsfs's ``_call`` is not used, because it retries on its own and our policy already does.
+``x-goog-generation`` response header is checked too, in case a server ignores preconditions
+(the emulator does, and sends no such header either, so pins are not enforced there).
+Conditional fetches use ``ifGenerationNotMatch``: one request, plus a stat when the response
+carries no generation (the emulator).
+Puts are multipart (small) or resumable (large; bytes a 308 says were not stored are sent
+again), with ``ifGenerationMatch`` (0 = must not exist). gcsfs's ``_call`` is not used, because
+it retries on its own and our policy already does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
+import secrets
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
@@ -34,7 +40,7 @@ from aiofolio.backends.base import (
     md5_hex_to_b64,
     read_file,
 )
-from aiofolio.errors import AiofolioError, PreconditionFailedError, TransientError
+from aiofolio.errors import AiofolioError, PreconditionFailedError, RemoteError, TransientError
 
 __all__ = ["GCSBackend", "split_gcs"]
 
@@ -66,10 +72,31 @@ def _parse_time(value: str | None) -> float | None:
         return None
 
 
-def _hashes(header: str | None) -> tuple[str | None, str | None]:
-    """``x-goog-hash: crc32c=...,md5=...`` to (md5 hex, crc32c base64)."""
+def _stored_bytes(range_header: str | None) -> int:
+    """How many bytes a resumable session holds, from a 308's ``Range: bytes=0-N``."""
+    if not range_header:
+        return 0
+    _, _, last = range_header.strip().rpartition("-")
+    return int(last) + 1
+
+
+def _boundary(body: bytes) -> str:
+    """A multipart boundary that does not occur in ``body``."""
+    while True:
+        boundary = f"aiofolio-{secrets.token_hex(16)}"
+        if boundary.encode() not in body:
+            return boundary
+
+
+def _hashes(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """``x-goog-hash: crc32c=...,md5=...`` to (md5 hex, crc32c base64).
+
+    The hashes may come in one header or in one ``x-goog-hash`` header each; all are read.
+    """
+    getall = getattr(headers, "getall", None)
+    values = getall("x-goog-hash", []) if getall is not None else [headers.get("x-goog-hash")]
     md5 = crc = None
-    for part in (header or "").split(","):
+    for part in ",".join(v for v in values if v).split(","):
         name, _, value = part.strip().partition("=")
         if name == "md5" and value:
             md5 = md5_b64_to_hex(value)
@@ -177,7 +204,7 @@ class GCSBackend(BaseBackend):
 
     @staticmethod
     def _stat_from_headers(url: str, headers: Mapping[str, str], size: int) -> ObjectStat:
-        md5, crc = _hashes(headers.get("x-goog-hash"))
+        md5, crc = _hashes(headers)
         etag = headers.get("ETag")
         return ObjectStat(
             url=url,
@@ -273,7 +300,8 @@ class GCSBackend(BaseBackend):
 
     async def fetch_if_changed(self, url: str, token: str | None) -> FetchResult | NotModifiedType:
         params = {"alt": "media"}
-        if token:
+        if token and token.isdigit():
+            # Only a generation is a valid ifGenerationNotMatch; anything else is a 400.
             params["ifGenerationNotMatch"] = token
         _, session = await self._ensure()
         media = await self._media_url(url)
@@ -295,7 +323,16 @@ class GCSBackend(BaseBackend):
         if token is not None and stat.version == token:
             return NOT_MODIFIED  # the emulator ignores ifGenerationNotMatch
         if stat.version is None:
+            # No x-goog-generation (the emulator): the stat comes from a second request, so
+            # compare the token again and make sure it describes these bytes, not a newer
+            # generation written in between.
             stat = await self.stat(url)
+            if token is not None and stat.version == token:
+                return NOT_MODIFIED
+            if stat.size != len(data) or (
+                stat.md5 is not None and stat.md5 != hashlib.md5(data).hexdigest()
+            ):
+                raise TransientError(f"object changed during a conditional fetch: {url}", url=url)
         return data, stat
 
     async def put(
@@ -329,7 +366,7 @@ class GCSBackend(BaseBackend):
             result = await self._resumable(url, upload, meta, params, data, size, ctype)
         else:
             body = data if isinstance(data, bytes) else await read_file(data)
-            boundary = "aiofolio-boundary-7f3a9c"
+            boundary = _boundary(body)
             payload = (
                 (
                     f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
@@ -343,7 +380,7 @@ class GCSBackend(BaseBackend):
                 "POST",
                 upload,
                 params={"uploadType": "multipart", **params},
-                data=payload,
+                data=io.BytesIO(payload),  # aiohttp warns on raw bytes bodies over 1 MiB
                 headers={"Content-Type": f'multipart/related; boundary="{boundary}"'},
             )
         return self._stat_from_json(url, result)
@@ -375,32 +412,77 @@ class GCSBackend(BaseBackend):
                 if resp.status >= 400:
                     detail = (await resp.read()).decode("utf-8", "replace")
                     raise error_for_status(resp.status, url, detail=detail, headers=resp.headers)
-                location = resp.headers["Location"]
-            result: dict[str, Any] = {}
+                location = resp.headers.get("Location")
+            if not location:
+                raise RemoteError(f"resumable upload started without a session URI: {url}", url=url)
+            # The server may persist fewer bytes than a chunk carried (the 308's Range says how
+            # many); the rest stays in ``pending`` and goes out again with the next chunk.
+            result: dict[str, Any] | None = None
             offset = 0
+            pending = b""
             async for block in iter_file_blocks(path, RESUMABLE_CHUNK):
-                last = offset + len(block) - 1
-                async with session.put(
-                    location,
-                    data=block,
-                    headers=await self._headers({"Content-Range": f"bytes {offset}-{last}/{size}"}),
-                ) as resp:
-                    body = await resp.read()
-                    if resp.status in (200, 201):
-                        result = json.loads(body)
-                    elif resp.status != 308:
-                        raise error_for_status(
-                            resp.status,
-                            url,
-                            detail=body.decode("utf-8", "replace"),
-                            headers=resp.headers,
-                        )
-                offset += len(block)
+                pending += block
+                if offset + len(pending) > size:
+                    raise RemoteError(
+                        f"file grew during upload ({size} bytes expected): {url}", url=url
+                    )
+                result, offset, pending = await self._put_chunk(
+                    session, url, location, offset, pending, size
+                )
+            while result is None and pending:
+                before = offset
+                result, offset, pending = await self._put_chunk(
+                    session, url, location, offset, pending, size
+                )
+                if result is None and offset == before:
+                    raise RemoteError(
+                        f"resumable upload made no progress at byte {offset} of {size}: {url}",
+                        url=url,
+                    )
+            if result is None:
+                raise RemoteError(
+                    f"resumable upload incomplete ({offset} of {size} bytes stored; "
+                    f"did the file change?): {url}",
+                    url=url,
+                )
             return result
         except AiofolioError:
             raise
         except Exception as exc:
             raise translate(exc, url) from exc
+
+    async def _put_chunk(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        location: str,
+        offset: int,
+        chunk: bytes,
+        size: int,
+    ) -> tuple[dict[str, Any] | None, int, bytes]:
+        """PUT ``chunk`` at ``offset``: (the object resource or None, bytes stored, the rest)."""
+        last = offset + len(chunk) - 1
+        async with session.put(
+            location,
+            data=io.BytesIO(chunk),
+            headers=await self._headers({"Content-Range": f"bytes {offset}-{last}/{size}"}),
+        ) as resp:
+            body = await resp.read()
+            if resp.status in (200, 201):
+                parsed: dict[str, Any] = json.loads(body)
+                return parsed, size, b""
+            if resp.status != 308:
+                raise error_for_status(
+                    resp.status, url, detail=body.decode("utf-8", "replace"), headers=resp.headers
+                )
+            stored = _stored_bytes(resp.headers.get("Range"))
+        if not offset <= stored <= last + 1:
+            raise RemoteError(
+                f"resumable upload: the server reports {stored} bytes stored after a chunk of "
+                f"bytes {offset}-{last}: {url}",
+                url=url,
+            )
+        return None, stored, chunk[stored - offset :]
 
     async def list(self, url: str) -> list[ObjectStat]:
         bucket, prefix = split_gcs(url)
