@@ -37,6 +37,8 @@ from aiofolio.errors import (
 
 __version__ = "0.1.0"
 
+from aiofolio.folio import DataFolio  # noqa: E402  (needs __version__)
+
 __all__ = [
     "AiofolioError",
     "AiofolioWarning",
@@ -47,6 +49,7 @@ __all__ = [
     "ChecksumMismatchError",
     "ConcurrentWriteError",
     "ConfigError",
+    "DataFolio",
     "IntegrityError",
     "ItemNotFoundError",
     "LargeFileWarning",

@@ -1,0 +1,419 @@
+"""One open bundle on the engine loop: manifest loading, item reads, and the v2 write protocol.
+
+Owns: :class:`BundleSession`, the async core behind one :class:`~aiofolio.DataFolio`. It loads
+``items.json`` (and the schema 0/1 sidecars), reads payloads (straight from disk for local
+bundles, through verified downloads for remote ones) and deserializes them in worker threads,
+and commits writes: serialize to a temp file with MD5 computed on the way, upload the payload
+create-only under a fresh name, then publish ``items.json`` conditionally on the token of the
+manifest we loaded. A lost race raises :class:`~aiofolio.errors.ConcurrentWriteError` and
+removes our orphan payload; nothing half-published is ever visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from aiofolio.backends import NOT_MODIFIED, Backend, RetryPolicy, join_url, scheme_of
+from aiofolio.backends.local import local_path
+from aiofolio.bundle import (
+    ITEMS_FILE,
+    METADATA_FILE,
+    SNAPSHOTS_FILE,
+    Item,
+    ItemFields,
+    Manifest,
+    WritePlan,
+    deserialize,
+    md5_file,
+    parse_manifest,
+    payload_path,
+    plan_add,
+    plan_create,
+    plan_delete,
+    plan_metadata,
+    read_reference,
+    reference_fields,
+    serialize,
+)
+from aiofolio.config import Settings
+from aiofolio.engine import get_engine
+from aiofolio.engine.fetch import download_verified
+from aiofolio.errors import (
+    ConcurrentWriteError,
+    IntegrityError,
+    PreconditionFailedError,
+    ReadOnlyError,
+    RemoteNotFoundError,
+)
+
+__all__ = ["BundleSession", "normalize_bundle_url"]
+
+log = logging.getLogger("aiofolio.session")
+T = TypeVar("T")
+_MANIFEST_CACHE_CONTROL = "no-cache"
+_MAX_NAME_CLASHES = 5
+
+
+def normalize_bundle_url(path: str | os.PathLike[str]) -> str:
+    """A bundle location as the backends take it: absolute local paths, URLs without a
+    trailing slash; ``gcs://`` is spelled ``gs://``."""
+    text = os.fspath(path)
+    scheme = scheme_of(text)
+    if scheme == "file":
+        return local_path(text)
+    if text.startswith("gcs://"):
+        text = "gs://" + text[len("gcs://") :]
+    return text.rstrip("/")
+
+
+class BundleSession:
+    """The async state and operations of one open bundle (lives on the engine loop)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        settings: Settings,
+        storage_options: Mapping[str, Any] | None = None,
+        read_only: bool = False,
+        backend: Backend | None = None,
+    ) -> None:
+        self.url = normalize_bundle_url(url)
+        self.scheme = scheme_of(self.url)
+        self.settings = settings
+        self.storage_options = dict(storage_options or {})
+        self._backend = backend
+        self.read_only = read_only or (backend.read_only if backend is not None else False)
+        if self.scheme == "http":
+            self.read_only = True
+        self.manifest: Manifest | None = None
+        self.manifest_token: str | None = None
+        self._write_lock = anyio.Lock()
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            s = self.settings
+            self._backend = get_engine().pool.get(
+                self.url,
+                self.storage_options,
+                retry=RetryPolicy(attempts=s.retry_attempts, max_time=s.retry_max_time),
+                connect_timeout=s.connect_timeout,
+                read_timeout=s.read_timeout,
+            )
+        return self._backend
+
+    def object_url(self, relative: str) -> str:
+        """The URL of a file inside the bundle."""
+        return join_url(self.url, relative)
+
+    @property
+    def is_local(self) -> bool:
+        return self.scheme == "file"
+
+    def require_manifest(self) -> Manifest:
+        if self.manifest is None:
+            raise RuntimeError("the bundle is not open")  # pragma: no cover - internal misuse
+        return self.manifest
+
+    def _require_writable(self, what: str) -> None:
+        if self.scheme == "http":
+            raise ReadOnlyError(f"HTTP(S) bundles are read-only: cannot {what} at {self.url}")
+        if self.read_only:
+            raise ReadOnlyError(
+                f"this DataFolio is read-only: cannot {what} at {self.url} "
+                "(open it with read_only=False)"
+            )
+
+    # -- opening and refreshing ----------------------------------------------------------------
+    async def _read_optional(self, name: str) -> bytes | None:
+        try:
+            return await self.backend.read_range(self.object_url(name))
+        except RemoteNotFoundError:
+            return None
+
+    async def load(self) -> Manifest:
+        """Read the remote manifest (with sidecars for schema 0/1) and remember its token."""
+        result = await self.backend.fetch_if_changed(self.object_url(ITEMS_FILE), None)
+        if result is NOT_MODIFIED:  # pragma: no cover - cannot happen without a token
+            raise RuntimeError("unconditional fetch answered 'not modified'")
+        data, stat = result
+        manifest = parse_manifest(data, source=self.url)
+        if manifest.needs_sidecars:
+            meta, snaps = await asyncio.gather(
+                self._read_optional(METADATA_FILE), self._read_optional(SNAPSHOTS_FILE)
+            )
+            manifest = parse_manifest(
+                data, source=self.url, metadata_json=meta, snapshots_json=snaps
+            )
+        self.manifest = manifest
+        self.manifest_token = stat.token
+        return manifest
+
+    async def open(self, *, create: bool, metadata: Mapping[str, Any] | None) -> bool:
+        """Load the bundle, creating it if allowed and absent. Returns True if created."""
+        try:
+            await self.load()
+            return False
+        except RemoteNotFoundError:
+            if not create or self.read_only or self.scheme == "http":
+                raise RemoteNotFoundError(
+                    f"no DataFolio bundle at {self.url} (no {ITEMS_FILE})",
+                    url=self.object_url(ITEMS_FILE),
+                    status=404,
+                ) from None
+        from aiofolio import __version__
+
+        plan = plan_create(metadata, version=__version__, source=self.url)
+        async with self._write_lock:
+            await self._publish(plan, created=True)
+        if self.is_local:
+            for folder in ("tables", "models", "artifacts"):
+                os.makedirs(os.path.join(self.url, folder), exist_ok=True)
+        return True
+
+    # -- reading ---------------------------------------------------------------------------------
+    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(lambda: fn(*args))
+
+    async def local_payload(self, item: Item) -> tuple[str, bool]:
+        """A local file holding ``item``'s verified payload, and whether it is a temp copy."""
+        relative = payload_path(item)
+        if self.is_local:
+            return os.path.join(self.url, *relative.split("/")), False
+        scratch = get_engine().scratch_dir
+        ext = os.path.splitext(relative)[1]
+        dest = os.path.join(scratch, f"{secrets.token_hex(8)}{ext}")
+        await download_verified(
+            self.backend,
+            self.object_url(relative),
+            dest,
+            md5=item.checksum,
+            size=item.size_bytes,
+        )
+        return dest, True
+
+    async def read_item(self, item: Item, opts: Mapping[str, Any]) -> Any:
+        """Deserialize one item (a reference reads its external table)."""
+        if item.is_reference:
+            return await self._read_reference(item, opts)
+        path, temporary = await self.local_payload(item)
+        keep = item.item_type == "artifact"  # get() of an artifact returns its path
+        try:
+            return await self.in_thread(lambda: deserialize(path, item, **dict(opts)))
+        finally:
+            if temporary and not keep:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+
+    async def _read_reference(self, item: Item, opts: Mapping[str, Any]) -> Any:
+        target = item.path or ""
+        if scheme_of(target) == "file":
+            where = local_path(target)
+            return await self.in_thread(
+                lambda: read_reference(item, lambda _p: where, **dict(opts))
+            )
+        backend = get_engine().pool.get(target, self.storage_options)
+        data = await backend.read_range(target)
+        return await self.in_thread(lambda: read_reference(item, lambda _p: data, **dict(opts)))
+
+    async def get(self, name: str, opts: Mapping[str, Any]) -> Any:
+        return await self.read_item(self.require_manifest().current(name), opts)
+
+    async def get_many(self, names: Sequence[str], opts: Mapping[str, Any]) -> dict[str, Any]:
+        manifest = self.require_manifest()
+        items = [manifest.current(n) for n in names]  # fail fast on a bad name
+        limit = anyio.Semaphore(max(1, self.settings.parallel_downloads))
+
+        async def one(item: Item) -> Any:
+            async with limit:
+                return await self.read_item(item, opts)
+
+        values = await asyncio.gather(*(one(i) for i in items))
+        return dict(zip(names, values, strict=True))
+
+    async def validate(self) -> dict[str, bool]:
+        """Whether each current owned item's payload matches its recorded MD5 (and size)."""
+        manifest = self.require_manifest()
+        out: dict[str, bool] = {}
+        for name, item in manifest.current_items().items():
+            if item.is_reference:
+                continue
+            try:
+                if self.is_local:
+                    path = os.path.join(self.url, *payload_path(item).split("/"))
+                    md5, size = await self.in_thread(md5_file, path)
+                    out[name] = (item.checksum in (None, md5)) and (item.size_bytes in (None, size))
+                else:
+                    path, _ = await self.local_payload(item)
+                    os.unlink(path)
+                    out[name] = True
+            except (OSError, ValueError, IntegrityError) as exc:
+                log.warning("item %r did not validate: %s", name, exc)
+                out[name] = False
+        return out
+
+    # -- writing ---------------------------------------------------------------------------------
+    async def _publish(self, plan: WritePlan, *, created: bool = False) -> None:
+        """Publish ``plan``'s manifest only over the manifest we loaded (or none)."""
+        url = self.object_url(ITEMS_FILE)
+        body = plan.manifest_bytes()
+        try:
+            stat = await self.backend.put(
+                url,
+                body,
+                cache_control=_MANIFEST_CACHE_CONTROL,
+                content_type="application/json",
+                if_match=None if created else self.manifest_token,
+                if_none_match=created,
+            )
+        except PreconditionFailedError:
+            # A retried PUT whose first try landed also fails its condition: check for that.
+            try:
+                remote = await self.backend.read_range(url)
+            except RemoteNotFoundError:
+                remote = b""
+            if remote != body:
+                raise ConcurrentWriteError(
+                    f"{self.url} changed since it was loaded (we had revision "
+                    f"{plan.base_revision}); another writer published first. Nothing of this "
+                    "change was published: refresh() and try again."
+                ) from None
+            stat = await self.backend.stat(url)
+        self.manifest = plan.manifest
+        self.manifest_token = stat.token
+
+    async def _cleanup(self, relatives: Iterable[str]) -> None:
+        for relative in relatives:
+            try:
+                await self.backend.delete(self.object_url(relative))
+            except Exception as exc:  # an orphan payload is harmless
+                log.info("could not delete %s: %s", relative, exc)
+
+    async def _commit(
+        self, make_plan: Callable[[Manifest, Sequence[str]], WritePlan], upload: str | None
+    ) -> WritePlan:
+        """Upload the payload (create-only, replanning on a name clash), then publish."""
+        taken: list[str] = []
+        manifest = self.require_manifest()
+        for _ in range(_MAX_NAME_CLASHES):
+            plan = make_plan(manifest, taken)
+            if upload is None or plan.payload_path is None:
+                break
+            fields_md5 = plan.item.checksum if plan.item is not None else None
+            try:
+                await self.backend.put(
+                    self.object_url(plan.payload_path),
+                    upload,
+                    content_md5=fields_md5,
+                    if_none_match=True,
+                )
+                break
+            except PreconditionFailedError:
+                taken.append(plan.payload_path)
+        else:
+            raise ConcurrentWriteError(
+                f"could not find a free payload name in {self.url} after "
+                f"{_MAX_NAME_CLASHES} tries; another writer is busy"
+            )
+        try:
+            await self._publish(plan)
+        except BaseException:
+            if upload is not None and plan.payload_path is not None:
+                await self._cleanup([plan.payload_path])
+            raise
+        await self._cleanup((*plan.obsolete_payloads, *plan.legacy_files))
+        return plan
+
+    async def add(
+        self,
+        name: str,
+        obj: Any,
+        *,
+        item_type: str | None = None,
+        description: str | None = None,
+        inputs: Sequence[str] | None = None,
+        overwrite: bool = False,
+        opts: Mapping[str, Any] | None = None,
+    ) -> Item:
+        """Serialize ``obj`` and commit it as item ``name``."""
+        self._require_writable(f"add {name!r}")
+        manifest = self.require_manifest()
+        if name in manifest and not overwrite:
+            # Fail before serializing a large object (the plan would refuse too).
+            plan_add(manifest, name, ItemFields("json_data"), overwrite=False)
+        scratch = get_engine().scratch_dir
+        tmp = os.path.join(scratch, f"upload-{secrets.token_hex(8)}")
+        try:
+            fields = await self.in_thread(
+                lambda: serialize(obj, tmp, item_type=item_type, name=name, **dict(opts or {}))
+            )
+            async with self._write_lock:
+                plan = await self._commit(
+                    lambda m, taken: plan_add(
+                        m,
+                        name,
+                        fields,
+                        overwrite=overwrite,
+                        description=description,
+                        inputs=inputs,
+                        taken=taken,
+                    ),
+                    tmp,
+                )
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        assert plan.item is not None
+        return plan.item
+
+    async def reference_table(
+        self,
+        name: str,
+        path: str,
+        *,
+        table_format: str = "parquet",
+        description: str | None = None,
+        inputs: Sequence[str] | None = None,
+        overwrite: bool = False,
+        opts: Mapping[str, Any] | None = None,
+    ) -> Item:
+        self._require_writable(f"reference {name!r}")
+        fields = reference_fields(path, table_format=table_format, **dict(opts or {}))
+        async with self._write_lock:
+            plan = await self._commit(
+                lambda m, taken: plan_add(
+                    m,
+                    name,
+                    fields,
+                    overwrite=overwrite,
+                    description=description,
+                    inputs=inputs,
+                    taken=taken,
+                ),
+                None,
+            )
+        assert plan.item is not None
+        return plan.item
+
+    async def delete(self, names: str | Sequence[str]) -> None:
+        self._require_writable("delete items")
+        async with self._write_lock:
+            await self._commit(lambda m, _taken: plan_delete(m, names), None)
+
+    async def set_metadata(
+        self, changes: Mapping[str, Any] | None = None, remove: Iterable[str] = ()
+    ) -> None:
+        self._require_writable("change metadata")
+        async with self._write_lock:
+            await self._commit(lambda m, _t: plan_metadata(m, changes, remove=remove), None)
