@@ -37,7 +37,7 @@ from aiofolio.errors import (
 
 __version__ = "0.1.0"
 
-from aiofolio.folio import DataFolio  # noqa: E402  (needs __version__)
+from aiofolio.folio import DataFolio  # imported after __version__, which it uses
 
 __all__ = [
     "AiofolioError",

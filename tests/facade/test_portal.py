@@ -12,6 +12,7 @@ import threading
 import time
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from aiofolio import _portal
@@ -19,7 +20,7 @@ from aiofolio.errors import UsageError
 
 
 async def _where() -> str:
-    await anyio.sleep(0)
+    await anyio.lowlevel.checkpoint()
     return threading.current_thread().name
 
 
@@ -86,8 +87,7 @@ async def test_acall_from_another_loop_and_cancellation_reaches_the_engine() -> 
             raise
 
     task = asyncio.ensure_future(_portal.acall(long_job))
-    while not started.is_set():
-        await asyncio.sleep(0.01)
+    assert await asyncio.to_thread(started.wait, 5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -27,7 +27,8 @@ def test_no_public_name_is_left_out_of_all() -> None:
 def test_every_module_says_what_it_owns() -> None:
     for info in pkgutil.walk_packages(aiofolio.__path__, prefix="aiofolio."):
         module = importlib.import_module(info.name)
-        assert module.__doc__ and len(module.__doc__.strip()) > 20, info.name
+        assert module.__doc__, info.name
+        assert len(module.__doc__.strip()) > 20, info.name
 
 
 def test_py_typed_marker_ships() -> None:
