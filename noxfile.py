@@ -42,6 +42,6 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: writes benchmarks/out/results.json and results.md."""
-    session.install("-e", ".[all,dev]")
+    """Benchmarks: writes benchmarks/out/results.json, results.md (and results.png)."""
+    session.install("-e", ".[all,dev]", "matplotlib")
     session.run("python", "-m", "benchmarks", *session.posargs)

@@ -22,6 +22,7 @@ from ._procs import (
     MotoServer,
     ServerStartError,
     free_port,
+    http_call,
     loopback_env,
     unique_bucket_name,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "StoredObject",
     "ThreadedServer",
     "free_port",
+    "http_call",
     "loopback_env",
     "parse_range",
     "unique_bucket_name",
