@@ -9,13 +9,14 @@ peers, with ``baseline=single_stream.BASELINE``. See benchmarks/README.md.
 from __future__ import annotations
 
 from ..context import Scenario
-from . import floor, fsspec_cache, multi_stream, single_stream
+from . import backends, floor, fsspec_cache, multi_stream, single_stream
 
 SCENARIOS: list[Scenario] = [
     floor.SCENARIO,
     single_stream.SCENARIO,
     multi_stream.SCENARIO,
     fsspec_cache.SCENARIO,
+    backends.SCENARIO,
 ]
 
 
