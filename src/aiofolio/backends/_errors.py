@@ -17,6 +17,7 @@ from typing import Any
 
 from aiofolio.errors import (
     AiofolioError,
+    ChecksumMismatchError,
     PreconditionFailedError,
     RemoteError,
     RemoteNotFoundError,
@@ -137,10 +138,14 @@ def translate(exc: BaseException, url: str) -> AiofolioError:
 
     # botocore / aiobotocore
     if module.startswith(("botocore", "aiobotocore")):
-        if name == "ClientError" or hasattr(exc, "response"):
+        # ClientError and its modeled subclasses carry a response dict. Timeouts also have a
+        # ``response`` attribute (None, from requests' exception base), so test for the dict.
+        if name == "ClientError" or isinstance(getattr(exc, "response", None), dict):
             return _from_botocore_client_error(exc, url)
         if "Timeout" in name:
             return RemoteTimeoutError(f"timed out: {url} ({name})", url=url)
+        if name == "FlexibleChecksumError":
+            return ChecksumMismatchError(f"checksum mismatch reading {url}: {exc}")
         if name in {
             "EndpointConnectionError",
             "ConnectionClosedError",

@@ -8,10 +8,11 @@ threads so the event loop never stalls on a slow disk.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import secrets
-import shutil
 import stat as stat_mod
 import tempfile
 import urllib.parse
@@ -42,6 +43,8 @@ from aiofolio.errors import (
 __all__ = ["LocalBackend", "local_path"]
 
 _FILE_MODE = 0o644
+_TMP_NAME = re.compile(r"\..+\.\d+-[0-9a-f]{12}\.tmp")
+"""The temporary files of puts in progress (never listed)."""
 
 
 def local_path(url: str) -> str:
@@ -197,20 +200,27 @@ class LocalBackend(BaseBackend):
 
     async def list(self, url: str) -> list[ObjectStat]:
         prefix = local_path(url)
+        if url.endswith(("/", os.sep)) and not prefix.endswith(os.sep):
+            prefix += os.sep  # "dir/" lists that folder only, not "dir-sibling"
+        as_uri = url.startswith("file://")
 
         def _walk() -> list[ObjectStat]:
-            root = prefix if os.path.isdir(prefix) else os.path.dirname(prefix)
+            # A key prefix, as in S3: "a" lists a/x, a-b and ab/y. Only folders that can hold
+            # a match are walked.
+            root = prefix if prefix.endswith(os.sep) else os.path.dirname(prefix)
             out: list[ObjectStat] = []
-            for folder, _dirs, files in os.walk(root):
+            for folder, dirs, files in os.walk(root):
+                dirs[:] = [d for d in dirs if _may_hold(os.path.join(folder, d) + os.sep, prefix)]
                 for name in files:
                     full = os.path.join(folder, name)
-                    if not full.startswith(prefix):
+                    if not full.startswith(prefix) or _TMP_NAME.fullmatch(name):
                         continue
                     try:
                         st = os.stat(full)
                     except FileNotFoundError:
                         continue
-                    out.append(_stat_of(Path(full).as_posix(), st))
+                    where = Path(full)
+                    out.append(_stat_of(where.as_uri() if as_uri else where.as_posix(), st))
             return sorted(out, key=lambda s: s.url)
 
         return await anyio.to_thread.run_sync(_walk)
@@ -219,12 +229,11 @@ class LocalBackend(BaseBackend):
         path = local_path(url)
 
         def _delete() -> None:
-            try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                # An object store has no folders to delete; never remove a tree from here.
+                raise IsADirectoryError(f"refusing to delete a directory: {path}")
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-            except FileNotFoundError:
-                pass
-            except IsADirectoryError:
-                shutil.rmtree(path)
 
         try:
             await anyio.to_thread.run_sync(_delete)
@@ -233,6 +242,11 @@ class LocalBackend(BaseBackend):
 
     async def aclose(self) -> None:
         return None
+
+
+def _may_hold(folder: str, prefix: str) -> bool:
+    """Whether ``folder`` (ending in a separator) can contain paths starting with ``prefix``."""
+    return folder.startswith(prefix) or prefix.startswith(folder)
 
 
 def _check_condition(url: str, path: str, if_match: str | None, if_none_match: bool) -> None:

@@ -3,14 +3,18 @@
 Owns: mapping ``s3://bucket/key`` URLs to client calls; stats from HEAD (ETag, VersionId, MD5
 for single-part ETags); ranged streaming GETs pinned with ``IfMatch``; conditional GETs whose
 304 is turned into :data:`~aiofolio.backends.base.NOT_MODIFIED` (s3fs would hide it as a plain
-``OSError``); puts with Content-MD5, Cache-Control and ``IfMatch``/``IfNoneMatch``, multipart
-above :data:`MULTIPART_THRESHOLD`. botocore's own retries are switched off: our policy retries.
+``OSError``); puts with Content-MD5 (also checked here, before anything is stored, as not every
+S3-compatible store checks it and none can for a multipart upload), Cache-Control and
+``IfMatch``/``IfNoneMatch`` (a missing key under ``IfMatch`` is a failed precondition, not a
+404), multipart above :data:`MULTIPART_THRESHOLD`. botocore's own retries are switched off (our
+policy retries), and so is its response checksum validation (the engine verifies content).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -28,7 +32,13 @@ from aiofolio.backends.base import (
     md5_hex_to_b64,
     read_file,
 )
-from aiofolio.errors import AiofolioError, TransientError
+from aiofolio.errors import (
+    AiofolioError,
+    ChecksumMismatchError,
+    PreconditionFailedError,
+    RemoteNotFoundError,
+    TransientError,
+)
 
 __all__ = ["MULTIPART_THRESHOLD", "S3Backend", "split_s3"]
 
@@ -55,6 +65,20 @@ def _md5_from_etag(etag: str | None) -> str | None:
     if etag and "-" not in etag and len(etag) == 32:
         return etag
     return None
+
+
+def _error_code(exc: BaseException | None) -> str:
+    response = getattr(exc, "response", None) or {}
+    err = response.get("Error", {}) if isinstance(response, dict) else {}
+    return str(err.get("Code", "")) if isinstance(err, dict) else ""
+
+
+def _check_md5(url: str, expected_hex: str, digest: Any) -> None:
+    actual = str(digest.hexdigest())
+    if actual != expected_hex.lower():
+        raise ChecksumMismatchError(
+            f"content MD5 mismatch writing {url}: expected {expected_hex}, got {actual}"
+        )
 
 
 def _status(exc: BaseException) -> int:
@@ -92,6 +116,10 @@ class S3Backend(BaseBackend):
         config.setdefault("connect_timeout", connect_timeout)
         config.setdefault("read_timeout", read_timeout)
         config.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})
+        # Content is verified above this layer (the manifest's MD5). botocore would check a
+        # stored CRC only on whole-object GETs, and only after the last chunk was handed out,
+        # too late for a stream that resumes; so the backend streams bytes as they come.
+        config.setdefault("response_checksum_validation", "when_required")
         self._options = options
         self._config = config
         self._fs: Any = None
@@ -239,14 +267,44 @@ class S3Backend(BaseBackend):
         if if_none_match:
             cond["IfNoneMatch"] = "*"
         size = len(data) if isinstance(data, bytes) else await file_size(data)
-        if size > MULTIPART_THRESHOLD and isinstance(data, str):
-            await self._multipart(url, bucket, key, data, extra, cond)
-        else:
-            body = data if isinstance(data, bytes) else await read_file(data)
-            if content_md5:
-                extra["ContentMD5"] = md5_hex_to_b64(content_md5)
-            await self._call(url, "put_object", Bucket=bucket, Key=key, Body=body, **extra, **cond)
+        try:
+            if size > MULTIPART_THRESHOLD and isinstance(data, str):
+                if cond:
+                    # Fail before uploading every part. CompleteMultipartUpload carries the
+                    # condition too, and that is the race-free check.
+                    await self._check_condition(url, if_match, if_none_match)
+                await self._multipart(url, bucket, key, data, extra, cond, content_md5)
+            else:
+                body = data if isinstance(data, bytes) else await read_file(data)
+                if content_md5:
+                    # Checked here too: not every S3-compatible store checks Content-MD5.
+                    _check_md5(url, content_md5, hashlib.md5(body, usedforsecurity=False))
+                    extra["ContentMD5"] = md5_hex_to_b64(content_md5)
+                await self._call(
+                    url, "put_object", Bucket=bucket, Key=key, Body=body, **extra, **cond
+                )
+        except RemoteNotFoundError as exc:
+            # S3 answers a conditional write on a missing key with 404 NoSuchKey, not 412.
+            if if_match is not None and _error_code(exc.__cause__) == "NoSuchKey":
+                raise PreconditionFailedError(
+                    f"object missing (precondition failed): {url}", url=url, status=412
+                ) from exc
+            raise
         return await self.stat(url)
+
+    async def _check_condition(self, url: str, if_match: str | None, if_none_match: bool) -> None:
+        try:
+            current: str | None = (await self.stat(url)).token
+        except FileNotFoundError:
+            current = None
+        if if_none_match and current is not None:
+            raise PreconditionFailedError(
+                f"object already exists (precondition failed): {url}", url=url, status=412
+            )
+        if if_match is not None and current != if_match:
+            raise PreconditionFailedError(
+                f"object changed (precondition failed): {url}", url=url, status=412
+            )
 
     async def _multipart(
         self,
@@ -256,15 +314,16 @@ class S3Backend(BaseBackend):
         path: str,
         extra: dict[str, Any],
         cond: dict[str, Any],
+        content_md5: str | None = None,
     ) -> None:
-        import hashlib
-
         created = await self._call(url, "create_multipart_upload", Bucket=bucket, Key=key, **extra)
         upload_id = created["UploadId"]
         parts: list[dict[str, Any]] = []
+        whole = hashlib.md5(usedforsecurity=False)
         try:
             number = 1
             async for block in iter_file_blocks(path, PART_SIZE):
+                whole.update(block)
                 md5 = base64.b64encode(hashlib.md5(block, usedforsecurity=False).digest()).decode()
                 resp = await self._call(
                     url,
@@ -278,6 +337,10 @@ class S3Backend(BaseBackend):
                 )
                 parts.append({"ETag": resp["ETag"], "PartNumber": number})
                 number += 1
+            if content_md5:
+                # No server checks a whole-object MD5 of a multipart upload: check it here,
+                # before completing, so a mismatch leaves the object unchanged.
+                _check_md5(url, content_md5, whole)
             await self._call(
                 url,
                 "complete_multipart_upload",
