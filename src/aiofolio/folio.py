@@ -42,7 +42,8 @@ class MetadataDict(dict[str, Any]):
 
     ``update`` commits once for all its keys. Commits go through the same conditional publish
     as every other write, so a concurrent writer raises
-    :class:`~aiofolio.errors.ConcurrentWriteError` rather than being overwritten.
+    :class:`~aiofolio.errors.ConcurrentWriteError` rather than being overwritten. Copies
+    (``copy.copy``, ``copy.deepcopy``, pickling, ``.copy()``) are plain dicts.
     """
 
     def __init__(self, folio: DataFolio, data: Mapping[str, Any]) -> None:
@@ -63,6 +64,19 @@ class MetadataDict(dict[str, Any]):
     def update(self, *args: Any, **kwargs: Any) -> None:
         self._commit(dict(*args, **kwargs))
 
+    def __ior__(self, other: Any) -> MetadataDict:  # type: ignore[override,misc]
+        """``meta |= {...}`` commits like :meth:`update` (dict's own would not commit)."""
+        self._commit(dict(other))
+        return self
+
+    def popitem(self) -> tuple[str, Any]:
+        if not self:
+            raise KeyError("popitem(): bundle metadata is empty")
+        key = next(reversed(self))
+        value = self[key]
+        self._commit({}, [key])
+        return key, value
+
     def pop(self, key: str, *default: Any) -> Any:
         if key not in self:
             if default:
@@ -79,6 +93,17 @@ class MetadataDict(dict[str, Any]):
 
     def clear(self) -> None:
         raise TypeError("clearing bundle metadata is not supported; delete keys one by one")
+
+    # Copies and pickles are plain dicts: rebuilding a MetadataDict key by key would commit
+    # every key to the bundle again (copy.copy) or try to copy the whole folio (deepcopy).
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return copy.deepcopy(dict(self), memo)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(self),))
 
     def _refill(self, data: Mapping[str, Any]) -> None:
         super().clear()
@@ -246,6 +271,8 @@ class DataFolio:
 
     @metadata.setter
     def metadata(self, value: Mapping[str, Any]) -> None:
+        if value is self._metadata:  # ``folio.metadata |= {...}`` already committed
+            return
         current = set(self._manifest.metadata)
         self._commit_metadata(dict(value), [k for k in current if k not in value])
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
@@ -176,7 +177,13 @@ class BundleSession:
 
         plan = plan_create(metadata, version=__version__, source=self.url)
         async with self._write_lock:
-            await self._publish(plan, created=True)
+            try:
+                await self._publish(plan, created=True)
+            except ConcurrentWriteError:
+                # Another writer created the bundle between our load and our publish: open
+                # theirs (create means "create if absent"), as if it had been there already.
+                await self.load()
+                return False
         if self.is_local:
             for folder in ("tables", "models", "artifacts"):
                 os.makedirs(os.path.join(self.url, folder), exist_ok=True)
@@ -290,6 +297,16 @@ class BundleSession:
                     "change was published: refresh() and try again."
                 ) from None
             stat = await self.backend.stat(url)
+        if (
+            stat.md5 is not None
+            and stat.md5 != hashlib.md5(body, usedforsecurity=False).hexdigest()
+        ):
+            # The stat describes a newer manifest: another writer published over ours before
+            # the store answered. Its token is not ours; load what is there now (it was built
+            # on our commit) rather than pair our manifest with their token and lose theirs.
+            log.info("%s changed right after our publish; reloading", url)
+            await self.load()
+            return
         self.manifest = plan.manifest
         self.manifest_token = stat.token
 
@@ -328,7 +345,10 @@ class BundleSession:
             )
         try:
             await self._publish(plan)
-        except BaseException:
+        except ConcurrentWriteError:
+            # Only a lost race is known not to have published: our payload is an orphan. After
+            # any other failure (a timeout, a cancellation) the manifest may have landed and
+            # name the payload, so it must stay (an orphan is harmless, a dangling item is not).
             if upload is not None and plan.payload_path is not None:
                 await self._cleanup([plan.payload_path])
             raise
