@@ -182,13 +182,16 @@ class LocalBackend(BaseBackend):
                         f"content MD5 mismatch writing {url}: expected {content_md5}, "
                         f"wrote {digest.hexdigest()}"
                     )
+                # rename keeps inode, size and mtime: the temp file's stat is the new object's,
+                # with no window for another writer's file to be stat'ed in its place.
+                st = os.stat(tmp)
                 if if_match is None and not if_none_match:
                     os.replace(tmp, path)
                 else:
                     with _lock_for(path):
                         _check_condition(url, path, if_match, if_none_match)
                         os.replace(tmp, path)
-                return _stat_of(url, os.stat(path))
+                return _stat_of(url, st)
             finally:
                 if os.path.exists(tmp):
                     os.unlink(tmp)

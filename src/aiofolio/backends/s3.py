@@ -273,14 +273,14 @@ class S3Backend(BaseBackend):
                     # Fail before uploading every part. CompleteMultipartUpload carries the
                     # condition too, and that is the race-free check.
                     await self._check_condition(url, if_match, if_none_match)
-                await self._multipart(url, bucket, key, data, extra, cond, content_md5)
+                resp = await self._multipart(url, bucket, key, data, extra, cond, content_md5)
             else:
                 body = data if isinstance(data, bytes) else await read_file(data)
                 if content_md5:
                     # Checked here too: not every S3-compatible store checks Content-MD5.
                     _check_md5(url, content_md5, hashlib.md5(body, usedforsecurity=False))
                     extra["ContentMD5"] = md5_hex_to_b64(content_md5)
-                await self._call(
+                resp = await self._call(
                     url, "put_object", Bucket=bucket, Key=key, Body=body, **extra, **cond
                 )
         except RemoteNotFoundError as exc:
@@ -290,7 +290,20 @@ class S3Backend(BaseBackend):
                     f"object missing (precondition failed): {url}", url=url, status=412
                 ) from exc
             raise
-        return await self.stat(url)
+        # The stat comes from the PUT's own answer: a HEAD afterwards could describe another
+        # writer's object, and a conditional writer would then build on the wrong token.
+        etag = _etag(resp.get("ETag"))
+        if etag is None:
+            return await self.stat(url)
+        version = resp.get("VersionId")
+        return ObjectStat(
+            url=url,
+            size=size,
+            etag=etag,
+            token=etag,
+            version=version if version not in (None, "null") else None,
+            md5=_md5_from_etag(etag),
+        )
 
     async def _check_condition(self, url: str, if_match: str | None, if_none_match: bool) -> None:
         try:
@@ -315,7 +328,7 @@ class S3Backend(BaseBackend):
         extra: dict[str, Any],
         cond: dict[str, Any],
         content_md5: str | None = None,
-    ) -> None:
+    ) -> dict[str, Any]:
         created = await self._call(url, "create_multipart_upload", Bucket=bucket, Key=key, **extra)
         upload_id = created["UploadId"]
         parts: list[dict[str, Any]] = []
@@ -341,7 +354,7 @@ class S3Backend(BaseBackend):
                 # No server checks a whole-object MD5 of a multipart upload: check it here,
                 # before completing, so a mismatch leaves the object unchanged.
                 _check_md5(url, content_md5, whole)
-            await self._call(
+            done: dict[str, Any] = await self._call(
                 url,
                 "complete_multipart_upload",
                 Bucket=bucket,
@@ -356,6 +369,7 @@ class S3Backend(BaseBackend):
                     url, "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id
                 )
             raise
+        return done
 
     async def list(self, url: str) -> list[ObjectStat]:
         bucket, prefix = split_s3(url)
