@@ -99,3 +99,19 @@ def fault_proxy(_fault_proxy_thread: ThreadedServer[FaultServer]) -> Iterator[Fa
     proxy.reset()
     yield proxy
     proxy.reset()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """Every test gets its own cache folder, and no configure_cache() leaks between tests."""
+    from aiofolio import config
+
+    folder = str(tmp_path_factory.mktemp("aiofolio-cache"))
+    monkeypatch.setenv("AIOFOLIO_CACHE_DIR", folder)
+    for name in ("DATAFOLIO_CACHE_DIR", "AIOFOLIO_OFFLINE", "AIOFOLIO_CACHE_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    config.reset_configure()
+    yield folder
+    config.reset_configure()

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 
 from aiofolio import _portal
 from aiofolio.bundle import REFERENCE_ITEM_TYPE, Item, Manifest, payload_path
-from aiofolio.config import UNSET, Settings, resolve_settings
+from aiofolio.config import UNSET, Settings, configure, resolve_settings
+from aiofolio.engine.cache import InvalidationCallback, drop_stores, get_store, stats_summary
 from aiofolio.engine.session import BundleSession, normalize_bundle_url
 from aiofolio.errors import ReadOnlyError
 
@@ -114,6 +115,38 @@ def _settings_layer(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if v is not UNSET}
 
 
+def _threaded(fn: Callable[..., T], *args: Any) -> Callable[[], Awaitable[T]]:
+    """A coroutine function running ``fn(*args)`` in a worker thread (disk work)."""
+
+    async def run() -> T:
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(lambda: fn(*args))
+
+    return run
+
+
+class _hybrid:  # a decorator, named like one
+    """A method that works on the class and on instances, getting whichever it was called on."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Callable[..., Any]:
+        target = obj if obj is not None else owner
+        return lambda *args, **kwargs: self.fn(target, *args, **kwargs)
+
+
+def _kw(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> Callable[[], Awaitable[T]]:
+    """Bind keyword arguments (the portal passes positional ones only)."""
+
+    async def bound() -> T:
+        return await fn(*args, **kwargs)
+
+    return bound
+
+
 class DataFolio:
     """A DataFolio bundle on S3, GCS, HTTP(S) or local disk.
 
@@ -133,6 +166,8 @@ class DataFolio:
         create: create the bundle if it does not exist (else raise).
         storage_options: passed to s3fs/gcsfs (or aiohttp for HTTP) as pandas and fsspec pass
             them.
+        clock: seconds since the epoch for TTL decisions (default ``time.time``; tests and
+            simulations inject their own).
         **settings: any setting of :class:`aiofolio.config.Settings` (``cache_ttl``,
             ``retry_attempts``, ...); they win over environment variables and config files.
 
@@ -152,6 +187,7 @@ class DataFolio:
         create: bool = True,
         *,
         storage_options: Mapping[str, Any] | None = None,
+        clock: Callable[[], float] | None = None,
         **settings: Any,
     ) -> None:
         self._init_state(
@@ -161,6 +197,7 @@ class DataFolio:
             max_eager_bytes=max_eager_bytes,
             storage_options=storage_options,
             settings=settings,
+            clock=clock,
         )
         self._check_local_folder(allow_existing=allow_existing, create=create)
         self._created = _portal.call(_kw(self._session.open, create=create, metadata=metadata))
@@ -178,6 +215,7 @@ class DataFolio:
         create: bool = True,
         *,
         storage_options: Mapping[str, Any] | None = None,
+        clock: Callable[[], float] | None = None,
         **settings: Any,
     ) -> DataFolio:
         """Open (or create) a bundle without blocking the caller's event loop."""
@@ -189,6 +227,7 @@ class DataFolio:
             max_eager_bytes=max_eager_bytes,
             storage_options=storage_options,
             settings=settings,
+            clock=clock,
         )
         self._check_local_folder(allow_existing=allow_existing, create=create)
         self._created = await _portal.acall(
@@ -208,6 +247,7 @@ class DataFolio:
         settings: Mapping[str, Any],
         session: BundleSession | None = None,
         snapshot: str | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         url = normalize_bundle_url(path)
         if random_suffix:
@@ -220,6 +260,7 @@ class DataFolio:
             settings=self._resolved.settings,
             storage_options=storage_options,
             read_only=read_only,
+            clock=clock,
         )
 
     def _check_local_folder(self, *, allow_existing: bool, create: bool) -> None:
@@ -296,9 +337,12 @@ class DataFolio:
         return self._manifest.names(include_archived=include_archived)
 
     def _item(self, name: str) -> Item:
+        return self._item_in(self._manifest, name)
+
+    def _item_in(self, manifest: Manifest, name: str) -> Item:
         if self._snapshot is not None:
-            return self._manifest.resolve_snapshot(self._snapshot, name)
-        return self._manifest.current(name)
+            return manifest.resolve_snapshot(self._snapshot, name)
+        return manifest.current(name)
 
     def _writable(self, what: str) -> None:
         if self._snapshot is not None:
@@ -335,18 +379,24 @@ class DataFolio:
         for a memory map of a local payload), JSON as dicts/lists/scalars, timestamps as
         UTC datetimes, models as loaded objects, artifacts as a local file path.
 
+        For a cached bundle the manifest is revalidated when the TTL has passed (one
+        conditional request); ``use_stale=True`` serves the cached copy without asking.
+
         Raises:
             ItemNotFoundError: no such item (the message suggests close names).
+            NotCachedError: offline, and the item is not cached.
         """
-        item = self._item(name)
-        self._check_eager(item, opts)
-        return _portal.call(self._session.read_item, item, opts)
+        return _portal.call(self._read_one, name, opts)
 
     async def aget(self, name: str, **opts: Any) -> Any:
         """Async twin of :meth:`get`."""
-        item = self._item(name)
-        self._check_eager(item, opts)
-        return await _portal.acall(self._session.read_item, item, opts)
+        return await _portal.acall(self._read_one, name, opts)
+
+    async def _read_one(self, name: str, opts: dict[str, Any]) -> Any:
+        value = await self._session.get_named(
+            name, dict(opts), snapshot=self._snapshot, check=self._check_eager
+        )
+        return value
 
     def get_many(self, names: Iterable[str], **opts: Any) -> dict[str, Any]:
         """Several items at once, read concurrently; a dict by name."""
@@ -359,17 +409,32 @@ class DataFolio:
     async def _read_many(self, names: Sequence[str], opts: Mapping[str, Any]) -> dict[str, Any]:
         import asyncio
 
-        items = [self._item(n) for n in names]
+        use_stale = bool(opts.get("use_stale", False))
+        manifest = await self._session.current_manifest(use_stale=use_stale)
+        items = [self._item_in(manifest, n) for n in names]  # fail fast on a bad name
+        rest = {k: v for k, v in opts.items() if k != "use_stale"}
         for item in items:
-            self._check_eager(item, opts)
+            self._check_eager(item, rest)
         limit = asyncio.Semaphore(max(1, self.settings.parallel_downloads))
 
         async def one(item: Item) -> Any:
             async with limit:
-                return await self._session.read_item(item, opts)
+                return await self._session.read_item(item, rest)
 
         values = await asyncio.gather(*(one(i) for i in items))
         return dict(zip(names, values, strict=True))
+
+    def get_path(self, name: str) -> str:
+        """The local path of the item's payload, cached first if needed.
+
+        For zero-copy readers: ``pyarrow.memory_map``, ``np.load(path, mmap_mode="r")``. The
+        file is read-only; do not modify it. For local bundles it is the payload itself.
+        """
+        return _portal.call(_kw(self._session.get_path_named, name, snapshot=self._snapshot))
+
+    async def aget_path(self, name: str) -> str:
+        """Async twin of :meth:`get_path`."""
+        return await _portal.acall(_kw(self._session.get_path_named, name, snapshot=self._snapshot))
 
     def get_model(self, name: str, trusted: bool = False) -> Any:
         """A model item, loaded (``trusted=True`` lets skops load unknown types)."""
@@ -455,14 +520,14 @@ class DataFolio:
         return None
 
     def refresh(self) -> DataFolio:
-        """Reload the manifest from the store."""
-        _portal.call(self._session.load)
+        """Reload the manifest from the store (a cached bundle revalidates now)."""
+        _portal.call(_kw(self._session.load, force=True))
         self._after_write()
         return self
 
     async def arefresh(self) -> DataFolio:
         """Async twin of :meth:`refresh`."""
-        await _portal.acall(self._session.load)
+        await _portal.acall(_kw(self._session.load, force=True))
         self._after_write()
         return self
 
@@ -477,6 +542,95 @@ class DataFolio:
     def is_valid(self) -> bool:
         """Whether every owned item validates."""
         return all(self.validate().values())
+
+    # -- the cache ---------------------------------------------------------------------------
+    def cache_status(self, name: str) -> dict[str, Any]:
+        """Whether ``name`` is cached, where, how big, since when, and whether it verifies.
+
+        Keys: ``cached``, ``cache_path``, ``size_bytes``, ``cached_at``, ``last_verified``,
+        ``ttl_expires_in``, ``checksum_valid``, ``access_count``.
+        """
+        item = self._item(name)
+        cache = self._session.require_cache()
+        return _portal.call(_threaded(cache.status, item))
+
+    @_hybrid
+    def cache_stats(self_or_cls: Any, cache_dir: str | None = None) -> dict[str, Any]:
+        """Cache counters: hits, misses, remote checks, bytes downloaded and served, hit rate.
+
+        On a folio, the figures of its bundle; on the class (``DataFolio.cache_stats()``), of
+        the whole cache. They add up across processes that share the cache folder.
+        """
+        if isinstance(self_or_cls, DataFolio):
+            store = self_or_cls._session.require_cache().store
+            return stats_summary(store.stats.totals(self_or_cls.path))
+        store = get_store(cache_dir or resolve_settings().settings.cache_dir)
+        return stats_summary(store.stats.totals(None))
+
+    def refresh_item(self, name: str, force: bool = True) -> DataFolio:
+        """Revalidate now (``force``) and fetch ``name`` again if it changed."""
+        _portal.call(self._refresh_item, name, force)
+        self._after_write()
+        return self
+
+    async def _refresh_item(self, name: str, force: bool) -> None:
+        manifest = await self._session.load(force=force)
+        item = self._item_in(manifest, name)
+        if self._session.cache is not None and not item.is_reference:
+            await self._session.blob_path(item)
+
+    def refresh_cache(self) -> DataFolio:
+        """Revalidate the whole bundle now (one conditional request)."""
+        return self.refresh()
+
+    def invalidate_cache(self, name: str | None = None) -> DataFolio:
+        """Forget the cached copy of ``name`` (all items when None); the next read fetches it."""
+        cache = self._session.require_cache()
+        if name is not None:
+            self._item(name)
+        _portal.call(_threaded(cache.invalidate, name))
+        return self
+
+    def clear_cache(self) -> DataFolio:
+        """Forget this bundle's cached manifest and items."""
+        cache = self._session.require_cache()
+        _portal.call(_threaded(cache.store.records.delete, self.path))
+        return self
+
+    @classmethod
+    def clear_all_caches(cls, cache_dir: str | None = None) -> int:
+        """Delete every cached bundle and blob in the cache folder; returns bytes freed."""
+        import shutil
+
+        root = Path(cache_dir or resolve_settings().settings.cache_dir) / "v1"
+        freed = 0
+        if root.is_dir():
+            for path in root.rglob("*"):
+                if path.is_file() and not path.is_symlink():
+                    freed += path.stat().st_size
+            shutil.rmtree(root, ignore_errors=True)
+        drop_stores()
+        return freed
+
+    @classmethod
+    def configure_cache(cls, **settings: Any) -> None:
+        """Process-wide cache settings, below constructor arguments and above the environment.
+
+        Accepts any setting name (``cache_ttl="30m"``, ``max_cache_size="50GB"``, ...); a
+        bad name or value raises :class:`~aiofolio.errors.ConfigError`. Folios opened after
+        the call use them.
+        """
+        configure(**settings)
+
+    def on_cache_invalidation(self, callback: InvalidationCallback) -> InvalidationCallback:
+        """Call ``callback(old_info, new_info)`` when a remote change drops a cached item.
+
+        It runs on aiofolio's event-loop thread: keep it short, and use async methods
+        (``await folio.aget(...)``) inside it, not sync ones. Usable as a decorator.
+        """
+        cache = self._session.require_cache()
+        cache.callbacks.append(callback)
+        return callback
 
     # -- snapshots (read-only) -----------------------------------------------------------------
     def list_snapshots(self) -> list[dict[str, Any]]:
@@ -792,12 +946,3 @@ class DataFolio:
     def item_names(self) -> list[str]:
         """Names of the current items."""
         return self._names()
-
-
-def _kw(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> Callable[[], Awaitable[T]]:
-    """Bind keyword arguments (the portal passes positional ones only)."""
-
-    async def bound() -> T:
-        return await fn(*args, **kwargs)
-
-    return bound

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,9 @@ def _env(**extra: str) -> dict[str, str]:
     env = loopback_env()
     for name in ("AIOFOLIO_EXAMPLE_ENDPOINT", "AIOFOLIO_EXAMPLE_BUCKET"):
         env.pop(name, None)
+    # A fresh cache per run: each standalone example starts its own (empty) moto server, and a
+    # cache kept across servers would describe buckets that no longer exist.
+    env["AIOFOLIO_CACHE_DIR"] = tempfile.mkdtemp(prefix="aiofolio-example-cache-")
     env.update(extra)
     return env
 

@@ -364,6 +364,9 @@ def test_http_bundle_reads_every_item_and_refuses_writes(
     # Reads over HTTP are verified too.
     key = payload_path(folio.get_item("ns/array"))
     http_server.put(f"/bundle/{key}", files[key][:-3] + b"bad")
+    # Within the TTL the verified cached copy is served: the tampered bytes are not fetched.
+    np.testing.assert_array_equal(folio.get("ns/array"), expected["ns/array"])
+    folio.invalidate_cache("ns/array")
     with pytest.raises(ChecksumMismatchError):
         folio.get("ns/array")
     with pytest.raises(RemoteNotFoundError):

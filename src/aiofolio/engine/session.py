@@ -17,7 +17,10 @@ import hashlib
 import logging
 import os
 import secrets
+import shutil
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -47,8 +50,11 @@ from aiofolio.bundle import (
 )
 from aiofolio.config import Settings
 from aiofolio.engine import get_engine
+from aiofolio.engine.cache import BundleCache, get_store
 from aiofolio.engine.fetch import download_verified
 from aiofolio.errors import (
+    AiofolioWarning,
+    CacheError,
     ConcurrentWriteError,
     IntegrityError,
     PreconditionFailedError,
@@ -87,8 +93,10 @@ class BundleSession:
         storage_options: Mapping[str, Any] | None = None,
         read_only: bool = False,
         backend: Backend | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.url = normalize_bundle_url(url)
+        self.clock = clock
         self.scheme = scheme_of(self.url)
         self.settings = settings
         self.storage_options = dict(storage_options or {})
@@ -99,6 +107,9 @@ class BundleSession:
         self.manifest: Manifest | None = None
         self.manifest_token: str | None = None
         self._write_lock = anyio.Lock()
+        self._cache: BundleCache | None = None
+        self.cache_wanted = settings.cache_enabled_for(self.url)
+        self.cache_problem: CacheError | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
@@ -122,6 +133,46 @@ class BundleSession:
     def is_local(self) -> bool:
         return self.scheme == "file"
 
+    @property
+    def cache(self) -> BundleCache | None:
+        """The bundle's cache, or None when caching is off (or the cache dir is unusable)."""
+        if self._cache is None and self.cache_wanted:
+            try:
+                store = get_store(self.settings.cache_dir)
+            except CacheError as exc:
+                # Reads keep working straight from the remote; cache-only calls re-raise this.
+                self.cache_wanted = False
+                self.cache_problem = exc
+                warnings.warn(
+                    AiofolioWarning(f"{exc}; reading {self.url} without the cache"),
+                    stacklevel=2,
+                )
+                return None
+            self._cache = BundleCache(
+                url=self.url,
+                backend=self.backend,
+                settings=self.settings,
+                store=store,
+                manifest_url=self.object_url(ITEMS_FILE),
+                reparse=self._parse,
+                scratch_dir=get_engine().scratch_dir,
+                clock=self.clock,
+            )
+        return self._cache
+
+    def require_cache(self) -> BundleCache:
+        """The cache, or a clear error saying why there is none."""
+        cache = self.cache
+        if cache is None:
+            if self.cache_problem is not None:
+                raise self.cache_problem
+            raise CacheError(
+                f"caching is off for {self.url} (cache_mode={self.settings.cache_mode!r}, "
+                f"cache_enabled={self.settings.cache_enabled!r}; local bundles are not cached "
+                "unless cache_enabled=True)"
+            )
+        return cache
+
     def require_manifest(self) -> Manifest:
         if self.manifest is None:
             raise RuntimeError("the bundle is not open")  # pragma: no cover - internal misuse
@@ -143,12 +194,8 @@ class BundleSession:
         except RemoteNotFoundError:
             return None
 
-    async def load(self) -> Manifest:
-        """Read the remote manifest (with sidecars for schema 0/1) and remember its token."""
-        result = await self.backend.fetch_if_changed(self.object_url(ITEMS_FILE), None)
-        if result is NOT_MODIFIED:  # pragma: no cover - cannot happen without a token
-            raise RuntimeError("unconditional fetch answered 'not modified'")
-        data, stat = result
+    async def _parse(self, data: bytes) -> Manifest:
+        """Parse ``items.json`` bytes, fetching the sidecars a schema 0/1 bundle needs."""
         manifest = parse_manifest(data, source=self.url)
         if manifest.needs_sidecars:
             meta, snaps = await asyncio.gather(
@@ -157,9 +204,44 @@ class BundleSession:
             manifest = parse_manifest(
                 data, source=self.url, metadata_json=meta, snapshots_json=snaps
             )
-        self.manifest = manifest
-        self.manifest_token = stat.token
         return manifest
+
+    async def _remote_load(self) -> tuple[Manifest, bytes, str | None]:
+        """An unconditional load from the store: the manifest, its normalized bytes, token."""
+        result = await self.backend.fetch_if_changed(self.object_url(ITEMS_FILE), None)
+        if result is NOT_MODIFIED:  # pragma: no cover - cannot happen without a token
+            raise RuntimeError("unconditional fetch answered 'not modified'")
+        data, stat = result
+        manifest = await self._parse(data)
+        return manifest, manifest.to_json_bytes(), stat.token
+
+    async def load(self, *, force: bool = False, use_stale: bool = False) -> Manifest:
+        """The manifest: from the cache as the TTL allows, else from the store.
+
+        Without a cache every call reads the store. ``force`` revalidates now; ``use_stale``
+        serves the cached copy without asking the store.
+        """
+        cache = self.cache
+        if cache is None:
+            manifest, _, token = await self._remote_load()
+        else:
+            manifest, token = await cache.manifest(
+                force=force, use_stale=use_stale, loader=self._remote_load
+            )
+        self.manifest = manifest
+        self.manifest_token = token
+        return manifest
+
+    async def current_manifest(self, *, use_stale: bool = False) -> Manifest:
+        """The manifest a read should use: revalidated by TTL when cached, as loaded if not."""
+        if self.cache is None:
+            return self.require_manifest()
+        return await self.load(use_stale=use_stale)
+
+    def _creation_plan(self, metadata: Mapping[str, Any] | None) -> WritePlan:
+        from aiofolio import __version__
+
+        return plan_create(metadata, version=__version__, source=self.url)
 
     async def open(self, *, create: bool, metadata: Mapping[str, Any] | None) -> bool:
         """Load the bundle, creating it if allowed and absent. Returns True if created."""
@@ -173,9 +255,7 @@ class BundleSession:
                     url=self.object_url(ITEMS_FILE),
                     status=404,
                 ) from None
-        from aiofolio import __version__
-
-        plan = plan_create(metadata, version=__version__, source=self.url)
+        plan = self._creation_plan(metadata)
         async with self._write_lock:
             try:
                 await self._publish(plan, created=True)
@@ -214,6 +294,12 @@ class BundleSession:
         """Deserialize one item (a reference reads its external table)."""
         if item.is_reference:
             return await self._read_reference(item, opts)
+        cache = self.cache
+        if cache is not None:
+            blob = await cache.blob_for(item)
+            if item.item_type == "artifact":
+                return await self.in_thread(self._named_copy, item, blob)
+            return await self.in_thread(lambda: deserialize(str(blob), item, **dict(opts)))
         path, temporary = await self.local_payload(item)
         keep = item.item_type == "artifact"  # get() of an artifact returns its path
         try:
@@ -223,6 +309,57 @@ class BundleSession:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
 
+    def _named_copy(self, item: Item, blob: Path) -> str:
+        """A path with the artifact's own file name that points at its cached blob."""
+        cache = self.require_cache()
+        folder = cache.store.layout.bundle_dir(self.url) / "files"
+        target = folder.joinpath(*payload_path(item).split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            if os.path.realpath(target) == os.path.realpath(blob):
+                return str(target)
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}")
+        try:
+            os.symlink(blob, tmp)
+        except OSError:  # no symlinks here: a copy
+            shutil.copyfile(blob, tmp)
+        os.replace(tmp, target)
+        return str(target)
+
+    async def blob_path(self, item: Item) -> str:
+        """The local path of the cached payload, for zero-copy readers (``get_path``)."""
+        if item.is_reference and scheme_of(item.path or "") == "file":
+            return local_path(str(item.path))
+        if self.is_local and not item.is_reference:
+            return os.path.join(self.url, *payload_path(item).split("/"))
+        cache = self.require_cache()
+        if item.is_reference:
+            target = get_engine().pool.get(str(item.path), self.storage_options)
+            return str(await cache.blob_for_reference(item, target))
+        return str(await cache.blob_for(item))
+
+    async def get_named(
+        self,
+        name: str,
+        opts: dict[str, Any],
+        *,
+        snapshot: str | None = None,
+        check: Callable[[Item, Mapping[str, Any]], None] | None = None,
+    ) -> Any:
+        """Resolve ``name`` against a fresh-enough manifest, then read it."""
+        use_stale = bool(opts.pop("use_stale", False))
+        manifest = await self.current_manifest(use_stale=use_stale)
+        item = manifest.resolve_snapshot(snapshot, name) if snapshot else manifest.current(name)
+        if check is not None:
+            check(item, opts)
+        return await self.read_item(item, opts)
+
+    async def get_path_named(self, name: str, *, snapshot: str | None = None) -> str:
+        """``get_path``: the local file of an item, cached first if needed."""
+        manifest = await self.current_manifest()
+        item = manifest.resolve_snapshot(snapshot, name) if snapshot else manifest.current(name)
+        return await self.blob_path(item)
+
     async def _read_reference(self, item: Item, opts: Mapping[str, Any]) -> Any:
         target = item.path or ""
         if scheme_of(target) == "file":
@@ -231,6 +368,10 @@ class BundleSession:
                 lambda: read_reference(item, lambda _p: where, **dict(opts))
             )
         backend = get_engine().pool.get(target, self.storage_options)
+        cache = self.cache
+        if cache is not None:
+            blob = str(await cache.blob_for_reference(item, backend))
+            return await self.in_thread(lambda: read_reference(item, lambda _p: blob, **dict(opts)))
         data = await backend.read_range(target)
         return await self.in_thread(lambda: read_reference(item, lambda _p: data, **dict(opts)))
 
@@ -305,10 +446,12 @@ class BundleSession:
             # the store answered. Its token is not ours; load what is there now (it was built
             # on our commit) rather than pair our manifest with their token and lose theirs.
             log.info("%s changed right after our publish; reloading", url)
-            await self.load()
+            await self.load(force=True)
             return
         self.manifest = plan.manifest
         self.manifest_token = stat.token
+        if self.cache is not None:
+            await self.cache.note_write(plan.manifest, body, stat.token)
 
     async def _cleanup(self, relatives: Iterable[str]) -> None:
         for relative in relatives:
@@ -391,6 +534,12 @@ class BundleSession:
                     ),
                     tmp,
                 )
+            cache = self.cache
+            write_through = self.settings.cache_on_add or (
+                self.settings.cache_mode == "write-through"
+            )
+            if cache is not None and write_through and plan.item is not None:
+                await self.in_thread(cache.adopt_file, plan.item, tmp)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

@@ -1,0 +1,703 @@
+"""The cache of one bundle: TTL revalidation, verified blob reads, stale fallback, callbacks.
+
+Owns: :class:`CacheStore` (one per cache folder per process: layout, blobs, records, counters)
+and :class:`BundleCache`, which the :class:`~aiofolio.engine.session.BundleSession` of a cached
+bundle asks for its manifest (:meth:`BundleCache.manifest`) and for the local, verified blob of
+an item (:meth:`BundleCache.blob_for`). Decisions come from :mod:`aiofolio.policy`; bytes and
+records from :mod:`aiofolio.store`; this module only sequences them.
+
+Rules it keeps (DESIGN §3):
+
+* Within the TTL: no remote request at all.
+* TTL expired: one conditional request for ``items.json``, however many items. Unchanged: only
+  the check time moves. Changed: the items whose version token changed are dropped (and
+  downloaded again when next read), with a :class:`~aiofolio.errors.RemoteUpdateWarning` and
+  the ``on_cache_invalidation`` callbacks.
+* Remote unreachable: the cached copy is served with a
+  :class:`~aiofolio.errors.StaleDataWarning` while younger than ``max_stale_age``.
+* A blob is published only after its MD5 and size verified; a blob found corrupt on a hit is
+  dropped and fetched again (or, in ``strict_mode``, raises).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import warnings
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+
+from aiofolio.backends import NOT_MODIFIED, Backend, ObjectStat
+from aiofolio.bundle import Item, Manifest, parse_manifest, payload_path, version_token
+from aiofolio.config import Settings
+from aiofolio.errors import (
+    CacheError,
+    ChecksumMismatchError,
+    NotCachedError,
+    RemoteError,
+    RemoteNotFoundError,
+    RemotePermissionError,
+    RemoteUpdateWarning,
+    StaleDataWarning,
+)
+from aiofolio.policy import Decision, decide, diff_items, may_serve_stale
+from aiofolio.store import (
+    FAST_ALGORITHM,
+    BlobStore,
+    BundleRecord,
+    CacheLayout,
+    Hashers,
+    ItemRecord,
+    RecordStore,
+    StatsCounter,
+    blob_lock,
+    fast_hash_file,
+    hash_file,
+    is_available,
+)
+
+__all__ = [
+    "BundleCache",
+    "CacheStore",
+    "InvalidationCallback",
+    "drop_stores",
+    "get_store",
+    "stats_summary",
+]
+
+log = logging.getLogger("aiofolio.cache")
+T = TypeVar("T")
+
+InvalidationCallback = Callable[[dict[str, Any] | None, dict[str, Any] | None], Any]
+VERIFY_ON_HIT_MAX = 64 * 1024 * 1024
+"""Blobs up to this size are re-hashed (fast hash) on every hit; larger ones are re-hashed when
+their file changed after it was cached (mtime), and always by ``cache_status``/``verify``."""
+LOCK_TIMEOUT = 120.0
+
+
+class CacheStore:
+    """Everything on disk under one cache folder, shared by all folios of this process."""
+
+    def __init__(self, cache_dir: str) -> None:
+        self.layout = CacheLayout(cache_dir)
+        self.layout.ensure()
+        self.blobs = BlobStore(self.layout)
+        self.records = RecordStore(self.layout)
+        self.stats = StatsCounter(self.layout)
+        self.inflight: dict[str, asyncio.Future[Path]] = {}
+
+
+_stores: dict[str, CacheStore] = {}
+
+
+def get_store(cache_dir: str) -> CacheStore:
+    """The process-wide store for ``cache_dir`` (created, with its folders, on first use).
+
+    Raises:
+        CacheError: the folder cannot be created or written (the message names it).
+    """
+    key = os.path.abspath(cache_dir)
+    store = _stores.get(key)
+    if store is None:
+        store = CacheStore(key)
+        _stores[key] = store
+    return store
+
+
+def drop_stores() -> None:
+    """Forget the open stores (after their folder was deleted, they are re-created on use)."""
+    _stores.clear()
+
+
+def _item_info(item: Item | None) -> dict[str, Any] | None:
+    return None if item is None else item.to_dict()
+
+
+class BundleCache:
+    """The cached view of one bundle (lives on the engine loop)."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        backend: Backend,
+        settings: Settings,
+        store: CacheStore,
+        manifest_url: str,
+        reparse: Callable[[bytes], Awaitable[Manifest]],
+        scratch_dir: str,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.url = url
+        self.reparse = reparse
+        self.backend = backend
+        self.settings = settings
+        self.store = store
+        self.manifest_url = manifest_url
+        self.clock = clock or time.time
+        self.callbacks: list[InvalidationCallback] = []
+        self.scratch_dir = scratch_dir
+        self._manifest: Manifest | None = None
+        self._manifest_token: str | None = None
+        self._record_key: tuple[float, str | None] | None = None
+
+    # -- helpers ---------------------------------------------------------------------------
+    @property
+    def offline(self) -> bool:
+        return self.settings.cache_mode == "offline"
+
+    @property
+    def writes_cache(self) -> bool:
+        return self.settings.cache_mode in ("read-write", "write-through", "offline")
+
+    async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(lambda: fn(*args))
+
+    def _load_record(self) -> tuple[BundleRecord, bytes | None] | None:
+        return self.store.records.load(self.url)
+
+    def _adopt(self, record: BundleRecord, manifest_bytes: bytes | None) -> Manifest | None:
+        """The parsed manifest of ``record`` (parsed once per record version)."""
+        key = (record.last_check, record.manifest_token)
+        if self._manifest is not None and self._manifest_token == record.manifest_token:
+            self._record_key = key
+            return self._manifest
+        if manifest_bytes is None:
+            return None
+        try:
+            manifest = parse_manifest(manifest_bytes, source=self.url)
+        except Exception as exc:  # a damaged copy is a miss, never a crash
+            log.warning("cached manifest of %s is unreadable (%s); reloading it", self.url, exc)
+            return None
+        self._manifest, self._manifest_token, self._record_key = (
+            manifest,
+            record.manifest_token,
+            key,
+        )
+        return manifest
+
+    def _save(self, record: BundleRecord, manifest_bytes: bytes | None = None) -> None:
+        if not self.writes_cache:
+            return
+        try:
+            self.store.records.save(record, manifest_bytes)
+        except OSError as exc:
+            raise CacheError(f"cannot write the cache record of {self.url}: {exc}") from exc
+
+    # -- the manifest ------------------------------------------------------------------------
+    async def manifest(
+        self,
+        *,
+        force: bool = False,
+        use_stale: bool = False,
+        loader: Callable[[], Awaitable[tuple[Manifest, bytes, str | None]]],
+    ) -> tuple[Manifest, str | None]:
+        """The bundle's manifest as the decision tree allows, and its remote token.
+
+        Args:
+            force: revalidate now, whatever the TTL.
+            use_stale: serve the cached manifest without asking the remote.
+            loader: a full, unconditional load from the remote (for a bundle not cached yet).
+        """
+        loaded = await self._thread(self._load_record)
+        record, raw = loaded if loaded is not None else (None, None)
+        manifest = self._adopt(record, raw) if record is not None else None
+        now = self.clock()
+        decision = decide(
+            now=now,
+            last_check=record.last_check if (record is not None and manifest) else None,
+            ttl=self.settings.cache_ttl,
+            offline=self.offline,
+            use_stale=use_stale,
+            force=force,
+        )
+        if decision in (Decision.FRESH, Decision.STALE_OK):
+            assert record is not None
+            assert manifest is not None
+            return manifest, record.manifest_token
+        if decision is Decision.MISSING:
+            if self.offline:
+                raise NotCachedError(
+                    f"offline, and {self.url} is not in the cache (open it once online first)"
+                )
+            fresh, data, token = await loader()
+            self.store.stats.add(self.url, remote_checks=1)
+            self._remember(fresh, token)
+            new_record = BundleRecord(
+                url=self.url,
+                manifest_token=token,
+                last_check=now,
+                created_at=now,
+                manifest_size=len(data),
+                items=dict(record.items) if record is not None else {},
+            )
+            if record is not None:
+                new_record.items = self._surviving(record, fresh)
+            await self._thread(self._save, new_record, data)
+            return fresh, token
+        assert record is not None
+        assert manifest is not None
+        return await self._revalidate(record, manifest, now)
+
+    def _remember(self, manifest: Manifest, token: str | None) -> None:
+        self._manifest, self._manifest_token = manifest, token
+
+    def _surviving(self, record: BundleRecord, manifest: Manifest) -> dict[str, ItemRecord]:
+        current = manifest.current_items()
+        return {
+            name: rec
+            for name, rec in record.items.items()
+            if name in current
+            and rec.version_token.split("#", 1)[0] == version_token(current[name])
+        }
+
+    async def _revalidate(
+        self, record: BundleRecord, manifest: Manifest, now: float
+    ) -> tuple[Manifest, str | None]:
+        try:
+            result = await self.backend.fetch_if_changed(self.manifest_url, record.manifest_token)
+        except (RemoteNotFoundError, RemotePermissionError):
+            raise
+        except RemoteError as exc:
+            if may_serve_stale(
+                now=now,
+                last_check=record.last_check,
+                fallback_to_stale=self.settings.fallback_to_stale,
+                max_stale_age=self.settings.max_stale_age,
+            ):
+                age = now - record.last_check
+                warnings.warn(
+                    StaleDataWarning(
+                        f"could not revalidate {self.url} ({exc}); serving the cached copy "
+                        f"last checked {age:.0f} s ago"
+                    ),
+                    stacklevel=2,
+                )
+                self.store.stats.add(self.url, stale_served=1)
+                return manifest, record.manifest_token
+            raise
+        self.store.stats.add(self.url, remote_checks=1)
+        if result is NOT_MODIFIED:
+            record.last_check = now
+            await self._thread(self._save, record)
+            return manifest, record.manifest_token
+        raw, stat = result
+        fresh = await self.reparse(raw)
+        await self._apply_change(record, manifest, fresh, fresh.to_json_bytes(), stat, now)
+        return fresh, stat.token
+
+    async def _apply_change(
+        self,
+        record: BundleRecord,
+        old: Manifest,
+        fresh: Manifest,
+        data: bytes,
+        stat: ObjectStat,
+        now: float,
+    ) -> None:
+        old_tokens = {n: version_token(i) for n, i in old.current_items().items()}
+        new_tokens = {n: version_token(i) for n, i in fresh.current_items().items()}
+        changes = diff_items(old_tokens, new_tokens)
+        items = self._surviving(record, fresh)
+        who = fresh.metadata.get("updated_by") or fresh.metadata.get("author")
+        when = fresh.metadata.get("updated_at")
+        for change in changes:
+            if change.kind == "added":
+                continue
+            by = f" by {who}" if who else ""
+            at = f" at {when}" if when else ""
+            warnings.warn(
+                RemoteUpdateWarning(
+                    f"item {change.name!r} of {self.url} was {change.kind} on the remote"
+                    f"{by}{at}; the cached copy was dropped"
+                ),
+                stacklevel=3,
+            )
+            old_item = old.get_current(change.name)
+            new_item = fresh.get_current(change.name)
+            for callback in list(self.callbacks):
+                try:
+                    outcome = callback(_item_info(old_item), _item_info(new_item))
+                    if asyncio.iscoroutine(outcome):
+                        await outcome
+                except Exception as exc:  # one bad callback must not break reads
+                    log.warning("on_cache_invalidation callback %r failed: %s", callback, exc)
+        self._remember(fresh, stat.token)
+        new_record = BundleRecord(
+            url=self.url,
+            manifest_token=stat.token,
+            last_check=now,
+            created_at=record.created_at or now,
+            manifest_size=len(data),
+            items=items,
+        )
+        await self._thread(self._save, new_record, data)
+
+    async def note_write(self, manifest: Manifest, data: bytes, token: str | None) -> None:
+        """Our own commit published ``manifest``: the cached copy follows it (no warning)."""
+        self._remember(manifest, token)
+        if not self.writes_cache:
+            return
+        loaded = await self._thread(self._load_record)
+        record = loaded[0] if loaded is not None else BundleRecord(url=self.url)
+        record.manifest_token = token
+        record.last_check = self.clock()
+        record.manifest_size = len(data)
+        record.created_at = record.created_at or record.last_check
+        record.items = self._surviving(record, manifest)
+        await self._thread(self._save, record, data)
+
+    # -- items --------------------------------------------------------------------------------
+    def _verify_hit(self, path: Path, rec: ItemRecord, full: bool) -> bool:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return False
+        if st.st_size != rec.size:
+            return False
+        tampered = st.st_mtime > rec.cached_at + 2.0
+        if not (full or tampered or st.st_size <= VERIFY_ON_HIT_MAX) or not rec.fast_hash:
+            return True
+        if is_available(rec.fast_algorithm):
+            return fast_hash_file(path, rec.fast_algorithm) == rec.fast_hash
+        # Hashed by a process with another fast algorithm: check the content digest instead.
+        return hash_file(path, (rec.algorithm,)).hexdigest(rec.algorithm) == rec.digest
+
+    def cached_item(self, item: Item) -> ItemRecord | None:
+        """The record of ``item``'s current version, if one is cached (no verification)."""
+        loaded = self._load_record()
+        if loaded is None:
+            return None
+        rec = loaded[0].items.get(item.name)
+        if rec is None or rec.version_token.split("#", 1)[0] != version_token(item):
+            return None
+        return rec
+
+    async def blob_for(self, item: Item) -> Path:
+        """A local, verified file with ``item``'s payload: a hit, or a verified download.
+
+        Raises:
+            NotCachedError: offline and not cached.
+            ChecksumMismatchError: the download did not verify twice, or (``strict_mode``) the
+                cached blob is corrupt.
+        """
+        rec = await self._thread(self.cached_item, item)
+        if rec is not None:
+            path = self.store.blobs.path(rec.digest)
+            ok = await self._thread(self._verify_hit, path, rec, False)
+            if ok:
+                self.store.blobs.touch(path)
+                self.store.stats.add(self.url, hits=1, bytes_from_cache=rec.size)
+                self.store.stats.record_access(self.url, item.name)
+                return path
+            if path.exists():
+                log.warning(
+                    "cached blob of %r in %s is corrupt; dropping it%s",
+                    item.name,
+                    self.url,
+                    "" if self.settings.strict_mode else " and downloading it again",
+                )
+                if self.settings.strict_mode:
+                    raise ChecksumMismatchError(
+                        f"the cached copy of {item.name!r} ({path}) does not match the hash "
+                        "recorded when it was cached (strict_mode is on, so it is not repaired "
+                        "automatically; invalidate_cache() it)"
+                    )
+                await self._thread(self.store.blobs.remove, rec.digest)
+        if self.offline:
+            raise NotCachedError(
+                f"offline, and item {item.name!r} of {self.url} is not in the cache"
+            )
+        key = f"{self.url}\n{payload_path(item)}\n{version_token(item)}"
+        pending = self.store.inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
+        self.store.inflight[key] = future
+        try:
+            path = await self._download(item, key)
+            future.set_result(path)
+            return path
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters get it, nobody else must
+            raise
+        finally:
+            del self.store.inflight[key]
+
+    async def _download(self, item: Item, key: str) -> Path:
+        relative = payload_path(item)
+        url = f"{self.url.rstrip('/')}/{relative}"
+        lock_ctx = blob_lock(self.store.layout, key, LOCK_TIMEOUT)
+        acquired = await self._thread(lock_ctx.__enter__)
+        try:
+            if acquired:
+                # Another process may have fetched it while we waited for the lock.
+                rec = await self._thread(self.cached_item, item)
+                if rec is not None:
+                    path = self.store.blobs.path(rec.digest)
+                    if await self._thread(self._verify_hit, path, rec, False):
+                        self.store.stats.add(self.url, hits=1, bytes_from_cache=rec.size)
+                        return path
+            return await self._fetch_and_publish(item, url)
+        finally:
+            await self._thread(lock_ctx.__exit__, None, None, None)
+
+    async def _fetch_and_publish(
+        self, item: Item, url: str, *, backend: Backend | None = None, remote_token: str = ""
+    ) -> Path:
+        algorithm = self.settings.checksum_algorithm
+        fast = FAST_ALGORITHM
+        wanted_md5 = item.checksum
+        wanted_size = item.size_bytes
+        for attempt in (1, 2):
+            tmp = (
+                self.store.blobs.new_temp()
+                if self.writes_cache
+                else Path(self.scratch_dir) / f"dl-{os.getpid()}-{attempt}-{id(item):x}.part"
+            )
+            hashers = Hashers(sorted({"md5", algorithm, fast}))
+            size = 0
+            try:
+                fh = await self._thread(open, tmp, "wb")
+
+                def land(chunk: bytes, fh: Any = fh, hashers: Hashers = hashers) -> None:
+                    # hashlib releases the GIL on large buffers: hash and write off the loop.
+                    hashers.update(chunk)
+                    fh.write(chunk)
+
+                try:
+                    async for chunk in (backend or self.backend).iter_range(url):
+                        size += len(chunk)
+                        await self._thread(land, chunk)
+                finally:
+                    await self._thread(fh.close)
+                md5 = hashers.hexdigest("md5")
+                bad = []
+                if wanted_size is not None and size != wanted_size:
+                    bad.append(f"size {size} != {wanted_size}")
+                if wanted_md5 is not None and md5 != wanted_md5.lower():
+                    bad.append(f"md5 {md5} != {wanted_md5}")
+                if bad:
+                    log.warning(
+                        "download of %s did not verify (%s), attempt %d of 2",
+                        url,
+                        ", ".join(bad),
+                        attempt,
+                    )
+                    if attempt == 2:
+                        raise ChecksumMismatchError(
+                            f"{url} did not verify after 2 downloads: {', '.join(bad)}; "
+                            "nothing was cached"
+                        )
+                    continue
+                digest = hashers.hexdigest(algorithm)
+                if not self.writes_cache:
+                    # read-only cache: the bytes are served from a private copy, never cached.
+                    private = Path(self.scratch_dir) / f"{digest}-{os.getpid()}"
+                    await self._thread(os.replace, tmp, private)
+                    self.store.stats.add(self.url, misses=1, bytes_downloaded=size)
+                    return private
+                path = await self._thread(self.store.blobs.publish, tmp, digest)
+                now = self.clock()
+                rec = ItemRecord(
+                    name=item.name,
+                    item_type=item.item_type,
+                    payload="" if item.is_reference else payload_path(item),
+                    version_token=version_token(item)
+                    + (f"#{remote_token}" if remote_token else ""),
+                    remote_token=remote_token or None,
+                    digest=digest,
+                    algorithm=algorithm,
+                    fast_hash=hashers.hexdigest(fast),
+                    fast_algorithm=fast,
+                    size=size,
+                    cached_at=time.time(),
+                    last_verified=now,
+                )
+                await self._thread(self._record_item, rec)
+                self.store.stats.add(self.url, misses=1, bytes_downloaded=size)
+                self.store.stats.record_access(self.url, item.name)
+                return path
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _record_item(self, rec: ItemRecord) -> None:
+        if not self.writes_cache:
+            return
+
+        def add(record: BundleRecord) -> BundleRecord:
+            record.url = self.url
+            record.items[rec.name] = rec
+            return record
+
+        self.store.records.update(self.url, add)
+
+    async def blob_for_reference(self, item: Item, target: Backend) -> Path:
+        """A cached copy of a referenced (external, mutable) table.
+
+        Within the TTL the copy is used as is; after it, one ``stat`` of the external object
+        decides (its ETag, generation, or size plus mtime). Unchanged: the check time moves.
+        """
+        path_url = str(item.path)
+        rec = await self._thread(self._reference_record, item)
+        now = self.clock()
+        if rec is not None:
+            blob = self.store.blobs.path(rec.digest)
+            fresh = decide(
+                now=now,
+                last_check=rec.last_verified,
+                ttl=self.settings.cache_ttl,
+                offline=self.offline,
+            )
+            if fresh in (Decision.FRESH, Decision.STALE_OK) and await self._thread(
+                self._verify_hit, blob, rec, False
+            ):
+                self.store.stats.add(self.url, hits=1, bytes_from_cache=rec.size)
+                return blob
+        if self.offline:
+            if rec is not None:
+                return self.store.blobs.path(rec.digest)
+            raise NotCachedError(
+                f"offline, and the referenced table {item.name!r} ({path_url}) is not cached"
+            )
+        stat = await target.stat(path_url)
+        self.store.stats.add(self.url, remote_checks=1)
+        token = stat.token or f"{stat.size}:{stat.last_modified}"
+        if rec is not None and rec.remote_token == token:
+            blob = self.store.blobs.path(rec.digest)
+            if await self._thread(self._verify_hit, blob, rec, False):
+                rec.last_verified = now
+                await self._thread(self._record_item, rec)
+                self.store.stats.add(self.url, hits=1, bytes_from_cache=rec.size)
+                return blob
+        return await self._fetch_and_publish(item, path_url, backend=target, remote_token=token)
+
+    def _reference_record(self, item: Item) -> ItemRecord | None:
+        loaded = self._load_record()
+        if loaded is None:
+            return None
+        rec = loaded[0].items.get(item.name)
+        if rec is None or rec.version_token.split("#", 1)[0] != version_token(item):
+            return None
+        return rec
+
+    def adopt_file(self, item: Item, path: str) -> None:
+        """Put a payload we just uploaded into the cache (write-through, ``cache_on_add``)."""
+        if not self.writes_cache:
+            return
+        algorithm = self.settings.checksum_algorithm
+        fast = FAST_ALGORITHM
+        hashers = Hashers(sorted({"md5", algorithm, fast}))
+        tmp = self.store.blobs.new_temp()
+        size = 0
+        try:
+            with open(path, "rb") as src, open(tmp, "wb") as dst:
+                while block := src.read(1 << 20):
+                    hashers.update(block)
+                    dst.write(block)
+                    size += len(block)
+            if item.checksum is not None and hashers.hexdigest("md5") != item.checksum:
+                log.warning("write-through copy of %r does not match; not cached", item.name)
+                return
+            digest = hashers.hexdigest(algorithm)
+            self.store.blobs.publish(tmp, digest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        now = self.clock()
+        self._record_item(
+            ItemRecord(
+                name=item.name,
+                item_type=item.item_type,
+                payload=payload_path(item),
+                version_token=version_token(item),
+                digest=digest,
+                algorithm=algorithm,
+                fast_hash=hashers.hexdigest(fast),
+                fast_algorithm=fast,
+                size=size,
+                cached_at=time.time(),
+                last_verified=now,
+            )
+        )
+
+    # -- maintenance ------------------------------------------------------------------------
+    def invalidate(self, name: str | None = None) -> None:
+        """Forget one item (or every item) of this bundle; blobs stay until evicted."""
+
+        def drop(record: BundleRecord) -> BundleRecord:
+            if name is None:
+                record.items = {}
+            else:
+                record.items.pop(name, None)
+            return record
+
+        if self.store.records.load(self.url) is not None:
+            self.store.records.update(self.url, drop)
+
+    def expire(self) -> None:
+        """Make the next read revalidate the manifest."""
+
+        def stale(record: BundleRecord) -> BundleRecord:
+            record.last_check = 0.0
+            return record
+
+        if self.store.records.load(self.url) is not None:
+            self.store.records.update(self.url, stale)
+
+    def status(self, item: Item) -> dict[str, Any]:
+        """The seed's ``cache_status`` keys for one item (verifies the blob's hash)."""
+        rec = self.cached_item(item)
+        loaded = self._load_record()
+        last_check = loaded[0].last_check if loaded is not None else None
+        ttl = self.settings.cache_ttl
+        expires = (
+            None if last_check is None or ttl is None else max(0.0, last_check + ttl - self.clock())
+        )
+        if rec is None:
+            return {
+                "cached": False,
+                "cache_path": None,
+                "size_bytes": None,
+                "cached_at": None,
+                "last_verified": None,
+                "ttl_expires_in": expires,
+                "checksum_valid": None,
+                "access_count": self.store.stats.access_counts(self.url).get(item.name, 0),
+            }
+        path = self.store.blobs.path(rec.digest)
+        return {
+            "cached": path.exists(),
+            "cache_path": str(path),
+            "size_bytes": rec.size,
+            "cached_at": _iso(rec.cached_at),
+            "last_verified": _iso(last_check) if last_check else None,
+            "ttl_expires_in": expires,
+            "checksum_valid": self._verify_hit(path, rec, True),
+            "access_count": self.store.stats.access_counts(self.url).get(item.name, 0),
+        }
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def stats_summary(totals: Mapping[str, int]) -> dict[str, Any]:
+    """Counters plus the hit rate, as ``cache_stats()`` returns them."""
+    hits, misses = totals.get("hits", 0), totals.get("misses", 0)
+    out: dict[str, Any] = dict(totals)
+    out["hit_rate"] = hits / (hits + misses) if hits + misses else 0.0
+    return out
