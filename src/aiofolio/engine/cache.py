@@ -79,6 +79,8 @@ VERIFY_ON_HIT_MAX = 64 * 1024 * 1024
 """Blobs up to this size are re-hashed (fast hash) on every hit; larger ones are re-hashed when
 their file changed after it was cached (mtime), and always by ``cache_status``/``verify``."""
 LOCK_TIMEOUT = 120.0
+INLINE_MAX = 256 * 1024
+"""Hits on blobs up to this size are verified on the event loop (faster than a thread hop)."""
 
 
 class CacheStore:
@@ -205,7 +207,8 @@ class BundleCache:
             use_stale: serve the cached manifest without asking the remote.
             loader: a full, unconditional load from the remote (for a bundle not cached yet).
         """
-        loaded = await self._thread(self._load_record)
+        # One os.stat when the record is unchanged (the store keeps it decoded): inline.
+        loaded = self._load_record()
         record, raw = loaded if loaded is not None else (None, None)
         manifest = self._adopt(record, raw) if record is not None else None
         now = self.clock()
@@ -387,10 +390,13 @@ class BundleCache:
             ChecksumMismatchError: the download did not verify twice, or (``strict_mode``) the
                 cached blob is corrupt.
         """
-        rec = await self._thread(self.cached_item, item)
+        rec = self.cached_item(item)  # in memory after one os.stat: no thread hop
         if rec is not None:
             path = self.store.blobs.path(rec.digest)
-            ok = await self._thread(self._verify_hit, path, rec, False)
+            if rec.size <= INLINE_MAX:
+                ok = self._verify_hit(path, rec, False)  # microseconds for a small blob
+            else:
+                ok = await self._thread(self._verify_hit, path, rec, False)
             if ok:
                 self.store.blobs.touch(path)
                 self.store.stats.add(self.url, hits=1, bytes_from_cache=rec.size)

@@ -50,7 +50,7 @@ from aiofolio.bundle import (
 )
 from aiofolio.config import Settings
 from aiofolio.engine import get_engine
-from aiofolio.engine.cache import BundleCache, get_store
+from aiofolio.engine.cache import INLINE_MAX, BundleCache, get_store
 from aiofolio.engine.fetch import download_verified
 from aiofolio.errors import (
     AiofolioWarning,
@@ -299,6 +299,9 @@ class BundleSession:
             blob = await cache.blob_for(item)
             if item.item_type == "artifact":
                 return await self.in_thread(self._named_copy, item, blob)
+            size = item.size_bytes
+            if size is not None and size <= INLINE_MAX and item.item_type != "model":
+                return deserialize(str(blob), item, **dict(opts))  # small: no thread hop
             return await self.in_thread(lambda: deserialize(str(blob), item, **dict(opts)))
         path, temporary = await self.local_payload(item)
         keep = item.item_type == "artifact"  # get() of an artifact returns its path

@@ -183,9 +183,14 @@ def hash_file(path: str | os.PathLike[str], algorithms: Iterable[str]) -> Hasher
         ValueError: An algorithm is unknown or unavailable.
     """
     hashers = Hashers(algorithms)
-    buf = bytearray(_READ_CHUNK)
-    view = memoryview(buf)
     with open(path, "rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size <= _READ_CHUNK:
+            # Small files (cache hits mostly): one read, no zeroed 4 MiB buffer to allocate.
+            hashers.update(fh.read())
+            return hashers
+        buf = bytearray(_READ_CHUNK)
+        view = memoryview(buf)
         while n := fh.readinto(buf):
             hashers.update(view[:n])
     return hashers
