@@ -148,6 +148,8 @@ class BundleCache:
         self._manifest: Manifest | None = None
         self._manifest_token: str | None = None
         self._record_key: tuple[float, str | None] | None = None
+        self._memory_record: BundleRecord | None = None
+        """A read-only cache keeps its checks here (never on disk), so the TTL still holds."""
 
     # -- helpers ---------------------------------------------------------------------------
     @property
@@ -163,6 +165,14 @@ class BundleCache:
 
     def _load_record(self) -> tuple[BundleRecord, bytes | None] | None:
         return self.store.records.load(self.url)
+
+    def _manifest_record(self) -> tuple[BundleRecord, bytes | None] | None:
+        """The record the TTL decision uses: on disk, or a newer in-memory one (read-only)."""
+        loaded = self._load_record()
+        memory = self._memory_record
+        if memory is not None and (loaded is None or memory.last_check >= loaded[0].last_check):
+            return memory, None
+        return loaded
 
     def _adopt(self, record: BundleRecord, manifest_bytes: bytes | None) -> Manifest | None:
         """The parsed manifest of ``record`` (parsed once per record version)."""
@@ -186,6 +196,7 @@ class BundleCache:
 
     def _save(self, record: BundleRecord, manifest_bytes: bytes | None = None) -> None:
         if not self.writes_cache:
+            self._memory_record = record
             return
         try:
             self.store.records.save(record, manifest_bytes)
@@ -208,7 +219,7 @@ class BundleCache:
             loader: a full, unconditional load from the remote (for a bundle not cached yet).
         """
         # One os.stat when the record is unchanged (the store keeps it decoded): inline.
-        loaded = self._load_record()
+        loaded = self._manifest_record()
         record, raw = loaded if loaded is not None else (None, None)
         manifest = self._adopt(record, raw) if record is not None else None
         now = self.clock()
@@ -440,6 +451,9 @@ class BundleCache:
     async def _download(self, item: Item, key: str) -> Path:
         relative = payload_path(item)
         url = f"{self.url.rstrip('/')}/{relative}"
+        if not self.writes_cache:
+            # Nothing will be published (read-only cache): no lock file in the cache folder.
+            return await self._fetch_and_publish(item, url)
         lock_ctx = blob_lock(self.store.layout, key, LOCK_TIMEOUT)
         acquired = await self._thread(lock_ctx.__enter__)
         try:
