@@ -434,7 +434,10 @@ class BundleCache:
         key = f"{self.url}\n{payload_path(item)}\n{version_token(item)}"
         pending = self.store.inflight.get(key)
         if pending is not None:
-            return await asyncio.shield(pending)
+            path = await asyncio.shield(pending)
+            # A read that joined another's download is served from the cache: count it as a hit.
+            self.store.stats.add(self.url, hits=1, bytes_from_cache=item.size_bytes or 0)
+            return path
         future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
         self.store.inflight[key] = future
         try:
