@@ -9,7 +9,7 @@ peers, with ``baseline=single_stream.BASELINE``. See benchmarks/README.md.
 from __future__ import annotations
 
 from ..context import Scenario
-from . import backends, floor, fsspec_cache, multi_stream, single_stream
+from . import backends, cache, floor, fsspec_cache, multi_stream, single_stream
 
 SCENARIOS: list[Scenario] = [
     floor.SCENARIO,
@@ -17,6 +17,7 @@ SCENARIOS: list[Scenario] = [
     multi_stream.SCENARIO,
     fsspec_cache.SCENARIO,
     backends.SCENARIO,
+    cache.SCENARIO,
 ]
 
 
