@@ -528,22 +528,7 @@ class BundleCache:
                     self.store.stats.add(self.url, misses=1, bytes_downloaded=size)
                     return private
                 path = await self._thread(self.store.blobs.publish, tmp, digest)
-                now = self.clock()
-                rec = ItemRecord(
-                    name=item.name,
-                    item_type=item.item_type,
-                    payload="" if item.is_reference else payload_path(item),
-                    version_token=version_token(item)
-                    + (f"#{remote_token}" if remote_token else ""),
-                    remote_token=remote_token or None,
-                    digest=digest,
-                    algorithm=algorithm,
-                    fast_hash=hashers.hexdigest(fast),
-                    fast_algorithm=fast,
-                    size=size,
-                    cached_at=time.time(),
-                    last_verified=now,
-                )
+                rec = self._new_record(item, hashers, digest, size, remote_token)
                 await self._thread(self._record_item, rec)
                 self.store.stats.add(self.url, misses=1, bytes_downloaded=size)
                 self.store.stats.record_access(self.url, item.name)
@@ -552,6 +537,25 @@ class BundleCache:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _new_record(
+        self, item: Item, hashers: Hashers, digest: str, size: int, remote_token: str = ""
+    ) -> ItemRecord:
+        """The record of a blob just published for ``item`` (hashed by ``hashers``)."""
+        return ItemRecord(
+            name=item.name,
+            item_type=item.item_type,
+            payload="" if item.is_reference else payload_path(item),
+            version_token=version_token(item) + (f"#{remote_token}" if remote_token else ""),
+            remote_token=remote_token or None,
+            digest=digest,
+            algorithm=self.settings.checksum_algorithm,
+            fast_hash=hashers.hexdigest(FAST_ALGORITHM),
+            fast_algorithm=FAST_ALGORITHM,
+            size=size,
+            cached_at=time.time(),
+            last_verified=self.clock(),
+        )
 
     def _record_item(self, rec: ItemRecord) -> None:
         if not self.writes_cache:
@@ -571,7 +575,7 @@ class BundleCache:
         decides (its ETag, generation, or size plus mtime). Unchanged: the check time moves.
         """
         path_url = str(item.path)
-        rec = await self._thread(self._reference_record, item)
+        rec = await self._thread(self.cached_item, item)
         now = self.clock()
         if rec is not None:
             blob = self.store.blobs.path(rec.digest)
@@ -604,15 +608,6 @@ class BundleCache:
                 return blob
         return await self._fetch_and_publish(item, path_url, backend=target, remote_token=token)
 
-    def _reference_record(self, item: Item) -> ItemRecord | None:
-        loaded = self._load_record()
-        if loaded is None:
-            return None
-        rec = loaded[0].items.get(item.name)
-        if rec is None or rec.version_token.split("#", 1)[0] != version_token(item):
-            return None
-        return rec
-
     def adopt_file(self, item: Item, path: str) -> None:
         """Put a payload we just uploaded into the cache (write-through, ``cache_on_add``)."""
         if not self.writes_cache:
@@ -636,22 +631,7 @@ class BundleCache:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        now = self.clock()
-        self._record_item(
-            ItemRecord(
-                name=item.name,
-                item_type=item.item_type,
-                payload=payload_path(item),
-                version_token=version_token(item),
-                digest=digest,
-                algorithm=algorithm,
-                fast_hash=hashers.hexdigest(fast),
-                fast_algorithm=fast,
-                size=size,
-                cached_at=time.time(),
-                last_verified=now,
-            )
-        )
+        self._record_item(self._new_record(item, hashers, digest, size))
 
     # -- maintenance ------------------------------------------------------------------------
     def invalidate(self, name: str | None = None) -> None:
