@@ -128,12 +128,12 @@ def test_stats_of_an_exited_process_are_seen(layout: CacheLayout) -> None:
 
 
 _HOLDER = """
-    import sys, time
+    import sys, threading
     from aiofolio.store import CacheLayout, blob_lock
 
     with blob_lock(CacheLayout(sys.argv[1]), sys.argv[2], timeout=10) as locked:
         print("locked" if locked else "not locked", flush=True)
-        time.sleep(60)
+        threading.Event().wait(60)  # held until this process is killed
 """
 
 

@@ -81,7 +81,7 @@ async def test_acall_from_another_loop_and_cancellation_reaches_the_engine() -> 
     async def long_job() -> None:
         started.set()
         try:
-            await anyio.sleep(30)
+            await anyio.Event().wait()  # held until cancelled
         except anyio.get_cancelled_exc_class():
             cancelled.set()
             raise
@@ -123,7 +123,7 @@ SIGINT_SCRIPT = textwrap.dedent(
     async def long_job():
         try:
             print("started", flush=True)
-            await anyio.sleep(30)
+            await anyio.Event().wait()  # held until cancelled
         finally:
             print("cleanup ran", flush=True)
 
