@@ -36,10 +36,12 @@ import anyio.to_thread
 from aiofolio.backends import NOT_MODIFIED, Backend, ObjectStat
 from aiofolio.bundle import Item, Manifest, parse_manifest, payload_path, version_token
 from aiofolio.config import Settings
+from aiofolio.engine.fetch import fetch_into
 from aiofolio.errors import (
     CacheError,
     ChecksumMismatchError,
     NotCachedError,
+    PreconditionFailedError,
     RemoteError,
     RemoteNotFoundError,
     RemotePermissionError,
@@ -486,21 +488,27 @@ class BundleCache:
                 else Path(self.scratch_dir) / f"dl-{os.getpid()}-{attempt}-{id(item):x}.part"
             )
             hashers = Hashers(sorted({"md5", algorithm, fast}))
-            size = 0
+            s = self.settings
             try:
-                fh = await self._thread(open, tmp, "wb")
-
-                def land(chunk: bytes, fh: Any = fh, hashers: Hashers = hashers) -> None:
-                    # hashlib releases the GIL on large buffers: hash and write off the loop.
-                    hashers.update(chunk)
-                    fh.write(chunk)
-
                 try:
-                    async for chunk in (backend or self.backend).iter_range(url):
-                        size += len(chunk)
-                        await self._thread(land, chunk)
-                finally:
-                    await self._thread(fh.close)
+                    size = await fetch_into(
+                        backend or self.backend,
+                        url,
+                        tmp,
+                        hashers,
+                        size_hint=wanted_size,
+                        parallel_threshold=s.parallel_threshold,
+                        chunk_size=s.chunk_size,
+                        streams=s.parallel_downloads,
+                    )
+                except PreconditionFailedError as exc:
+                    # Replaced mid-download: the pinned ranges refused to mix versions.
+                    log.warning(
+                        "%s changed during the download (%s), attempt %d", url, exc, attempt
+                    )
+                    if attempt == 2:
+                        raise
+                    continue
                 md5 = hashers.hexdigest("md5")
                 bad = []
                 if wanted_size is not None and size != wanted_size:
