@@ -36,12 +36,11 @@ import anyio.to_thread
 from aiofolio.backends import NOT_MODIFIED, Backend, ObjectStat
 from aiofolio.bundle import Item, Manifest, parse_manifest, payload_path, version_token
 from aiofolio.config import Settings
-from aiofolio.engine.fetch import fetch_into
+from aiofolio.engine.fetch import Chunking, fetch_verified
 from aiofolio.errors import (
     CacheError,
     ChecksumMismatchError,
     NotCachedError,
-    PreconditionFailedError,
     RemoteError,
     RemoteNotFoundError,
     RemotePermissionError,
@@ -114,6 +113,15 @@ def get_store(cache_dir: str) -> CacheStore:
     return store
 
 
+def chunking_of(settings: Settings) -> Chunking:
+    """The download split the settings ask for."""
+    return Chunking(
+        parallel_threshold=settings.parallel_threshold,
+        chunk_size=settings.chunk_size,
+        streams=settings.parallel_downloads,
+    )
+
+
 def drop_stores() -> None:
     """Forget the open stores (after their folder was deleted, they are re-created on use)."""
     _stores.clear()
@@ -149,7 +157,6 @@ class BundleCache:
         self.scratch_dir = scratch_dir
         self._manifest: Manifest | None = None
         self._manifest_token: str | None = None
-        self._record_key: tuple[float, str | None] | None = None
         self._memory_record: BundleRecord | None = None
         """A read-only cache keeps its checks here (never on disk), so the TTL still holds."""
 
@@ -178,9 +185,7 @@ class BundleCache:
 
     def _adopt(self, record: BundleRecord, manifest_bytes: bytes | None) -> Manifest | None:
         """The parsed manifest of ``record`` (parsed once per record version)."""
-        key = (record.last_check, record.manifest_token)
         if self._manifest is not None and self._manifest_token == record.manifest_token:
-            self._record_key = key
             return self._manifest
         if manifest_bytes is None:
             return None
@@ -189,11 +194,7 @@ class BundleCache:
         except Exception as exc:  # a damaged copy is a miss, never a crash
             log.warning("cached manifest of %s is unreadable (%s); reloading it", self.url, exc)
             return None
-        self._manifest, self._manifest_token, self._record_key = (
-            manifest,
-            record.manifest_token,
-            key,
-        )
+        self._manifest, self._manifest_token = manifest, record.manifest_token
         return manifest
 
     def _save(self, record: BundleRecord, manifest_bytes: bytes | None = None) -> None:
@@ -478,73 +479,38 @@ class BundleCache:
         self, item: Item, url: str, *, backend: Backend | None = None, remote_token: str = ""
     ) -> Path:
         algorithm = self.settings.checksum_algorithm
-        fast = FAST_ALGORITHM
-        wanted_md5 = item.checksum
-        wanted_size = item.size_bytes
-        for attempt in (1, 2):
-            tmp = (
-                self.store.blobs.new_temp()
-                if self.writes_cache
-                else Path(self.scratch_dir) / f"dl-{os.getpid()}-{attempt}-{id(item):x}.part"
-            )
-            hashers = Hashers(sorted({"md5", algorithm, fast}))
-            s = self.settings
-            try:
-                try:
-                    size = await fetch_into(
-                        backend or self.backend,
-                        url,
-                        tmp,
-                        hashers,
-                        size_hint=wanted_size,
-                        parallel_threshold=s.parallel_threshold,
-                        chunk_size=s.chunk_size,
-                        streams=s.parallel_downloads,
-                    )
-                except PreconditionFailedError as exc:
-                    # Replaced mid-download: the pinned ranges refused to mix versions.
-                    log.warning(
-                        "%s changed during the download (%s), attempt %d", url, exc, attempt
-                    )
-                    if attempt == 2:
-                        raise
-                    continue
-                md5 = hashers.hexdigest("md5")
-                bad = []
-                if wanted_size is not None and size != wanted_size:
-                    bad.append(f"size {size} != {wanted_size}")
-                if wanted_md5 is not None and md5 != wanted_md5.lower():
-                    bad.append(f"md5 {md5} != {wanted_md5}")
-                if bad:
-                    log.warning(
-                        "download of %s did not verify (%s), attempt %d of 2",
-                        url,
-                        ", ".join(bad),
-                        attempt,
-                    )
-                    if attempt == 2:
-                        raise ChecksumMismatchError(
-                            f"{url} did not verify after 2 downloads: {', '.join(bad)}; "
-                            "nothing was cached"
-                        )
-                    continue
-                digest = hashers.hexdigest(algorithm)
-                if not self.writes_cache:
-                    # read-only cache: the bytes are served from a private copy, never cached.
-                    private = Path(self.scratch_dir) / f"{digest}-{os.getpid()}"
-                    await self._thread(os.replace, tmp, private)
-                    self.store.stats.add(self.url, misses=1, bytes_downloaded=size)
-                    return private
-                path = await self._thread(self.store.blobs.publish, tmp, digest)
-                rec = self._new_record(item, hashers, digest, size, remote_token)
-                await self._thread(self._record_item, rec)
+
+        def new_temp(attempt: int) -> Path:
+            if self.writes_cache:
+                return self.store.blobs.new_temp()
+            return Path(self.scratch_dir) / f"dl-{os.getpid()}-{attempt}-{id(item):x}.part"
+
+        tmp, hashers, size = await fetch_verified(
+            backend or self.backend,
+            url,
+            new_temp,
+            md5=item.checksum,
+            size=item.size_bytes,
+            algorithms=(algorithm, FAST_ALGORITHM),
+            chunking=chunking_of(self.settings),
+        )
+        try:
+            digest = hashers.hexdigest(algorithm)
+            if not self.writes_cache:
+                # read-only cache: the bytes are served from a private copy, never cached.
+                private = Path(self.scratch_dir) / f"{digest}-{os.getpid()}"
+                await self._thread(os.replace, tmp, private)
                 self.store.stats.add(self.url, misses=1, bytes_downloaded=size)
-                self.store.stats.record_access(self.url, item.name)
-                return path
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-        raise AssertionError("unreachable")  # pragma: no cover
+                return private
+            path = await self._thread(self.store.blobs.publish, tmp, digest)
+            rec = self._new_record(item, hashers, digest, size, remote_token)
+            await self._thread(self._record_item, rec)
+            self.store.stats.add(self.url, misses=1, bytes_downloaded=size)
+            self.store.stats.record_access(self.url, item.name)
+            return path
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
     def _new_record(
         self, item: Item, hashers: Hashers, digest: str, size: int, remote_token: str = ""

@@ -2,7 +2,8 @@
 
 Owns: :func:`fetch_into` (the download strategy of the cache: one stream for small objects,
 pinned parallel ranged GETs into a preallocated file for large ones, hashing as bytes land) and
-:func:`download_verified`, which streams an object into a unique temp file, computes
+:func:`fetch_verified`, the one verify-and-retry loop (used by the cache and by uncached reads
+through :func:`download_verified`), which streams an object into a unique temp file, computes
 MD5 and size on the way (no second pass), checks them against what the manifest records,
 downloads once more on a mismatch, and only then moves the file into place with
 ``os.replace``. Bytes that fail verification are never published or returned.
@@ -15,67 +16,87 @@ import contextlib
 import logging
 import os
 import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import anyio.to_thread
 
 from aiofolio.backends import Backend
 from aiofolio.backends.base import STREAM_CHUNK
-from aiofolio.bundle import HashingWriter
-from aiofolio.errors import ChecksumMismatchError, TransientError
+from aiofolio.errors import ChecksumMismatchError, PreconditionFailedError, TransientError
 from aiofolio.store import Hashers
 
-__all__ = ["download_verified", "fetch_into"]
+__all__ = ["Chunking", "download_verified", "fetch_into", "fetch_verified"]
 
 log = logging.getLogger("aiofolio.fetch")
 
 
-async def _download_once(backend: Backend, url: str, tmp: str) -> tuple[str, int]:
-    writer = await anyio.to_thread.run_sync(lambda: HashingWriter(tmp, fsync=False))
-    try:
-        async for chunk in backend.iter_range(url):
-            writer.write(chunk)
-    except BaseException:
-        writer.abort()
-        raise
-    await anyio.to_thread.run_sync(writer.close)
-    return writer.md5_hex, writer.size
+@dataclass(frozen=True)
+class Chunking:
+    """How large downloads are split: see :func:`fetch_into`."""
+
+    parallel_threshold: int = 16 * 1024 * 1024
+    chunk_size: int = 8 * 1024 * 1024
+    streams: int = 8
 
 
-async def download_verified(
+async def fetch_verified(
     backend: Backend,
     url: str,
-    dest: str,
+    new_temp: Callable[[int], str | os.PathLike[str]],
     *,
-    md5: str | None = None,
-    size: int | None = None,
+    md5: str | None,
+    size: int | None,
+    algorithms: Iterable[str] = (),
+    chunking: Chunking = Chunking(),
     attempts: int = 2,
-) -> str:
-    """Download ``url`` to the local path ``dest``, verified; return ``dest``.
+) -> tuple[str, Hashers, int]:
+    """Download ``url`` into a temp file and verify it; the caller then owns the file.
+
+    The bytes are hashed with MD5 and ``algorithms`` while they land (:func:`fetch_into`).
+    A download whose size or MD5 differs from the manifest's, or whose object was replaced
+    mid-way, is deleted and tried again, up to ``attempts`` times.
 
     Args:
-        backend: where to read from.
-        url: the object.
-        dest: the final local path (its folder must exist).
-        md5: the expected MD5 hex, if the manifest records one.
-        size: the expected size, if the manifest records one.
-        attempts: downloads tried before a mismatch raises.
+        new_temp: gives a fresh, unique temp path for attempt number N (1-based).
+
+    Returns:
+        The temp path, its hashers and its size. Move it into place or delete it.
 
     Raises:
         ChecksumMismatchError: the bytes did not verify ``attempts`` times.
+        PreconditionFailedError: the object kept changing during the downloads.
     """
-    folder = os.path.dirname(dest) or "."
     for attempt in range(1, attempts + 1):
-        tmp = os.path.join(folder, f".{os.path.basename(dest)}.{secrets.token_hex(6)}.part")
+        tmp = os.fspath(new_temp(attempt))
+        hashers = Hashers(sorted({"md5", *algorithms}))
+        keep = False
         try:
-            got_md5, got_size = await _download_once(backend, url, tmp)
+            try:
+                got = await fetch_into(
+                    backend,
+                    url,
+                    tmp,
+                    hashers,
+                    size_hint=size,
+                    parallel_threshold=chunking.parallel_threshold,
+                    chunk_size=chunking.chunk_size,
+                    streams=chunking.streams,
+                )
+            except PreconditionFailedError as exc:
+                # Replaced mid-download: the pinned ranges refused to mix versions.
+                log.warning("%s changed during the download (%s), attempt %d", url, exc, attempt)
+                if attempt == attempts:
+                    raise
+                continue
             bad = []
-            if size is not None and got_size != size:
-                bad.append(f"size {got_size} != {size}")
-            if md5 is not None and got_md5 != md5.lower():
-                bad.append(f"md5 {got_md5} != {md5}")
+            if size is not None and got != size:
+                bad.append(f"size {got} != {size}")
+            if md5 is not None and hashers.hexdigest("md5") != md5.lower():
+                bad.append(f"md5 {hashers.hexdigest('md5')} != {md5}")
             if not bad:
-                os.replace(tmp, dest)
-                return dest
+                keep = True
+                return tmp, hashers, got
             log.warning(
                 "download of %s did not verify (%s), attempt %d of %d",
                 url,
@@ -85,12 +106,38 @@ async def download_verified(
             )
             if attempt == attempts:
                 raise ChecksumMismatchError(
-                    f"{url} did not verify after {attempts} downloads: {', '.join(bad)}"
+                    f"{url} did not verify after {attempts} downloads: {', '.join(bad)}; "
+                    "nothing was kept"
                 )
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            if not keep:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def download_verified(
+    backend: Backend,
+    url: str,
+    dest: str,
+    *,
+    md5: str | None = None,
+    size: int | None = None,
+    chunking: Chunking = Chunking(),
+) -> str:
+    """Download ``url`` to the local path ``dest`` (its folder must exist), verified."""
+    folder = os.path.dirname(dest) or "."
+    base = os.path.basename(dest)
+    tmp, _, _ = await fetch_verified(
+        backend,
+        url,
+        lambda n: os.path.join(folder, f".{base}.{n}.{secrets.token_hex(6)}.part"),
+        md5=md5,
+        size=size,
+        chunking=chunking,
+    )
+    os.replace(tmp, dest)
+    return dest
 
 
 async def fetch_into(

@@ -50,7 +50,7 @@ from aiofolio.bundle import (
 )
 from aiofolio.config import Settings
 from aiofolio.engine import get_engine
-from aiofolio.engine.cache import INLINE_MAX, BundleCache, get_store
+from aiofolio.engine.cache import INLINE_MAX, BundleCache, chunking_of, get_store
 from aiofolio.engine.fetch import download_verified
 from aiofolio.errors import (
     AiofolioWarning,
@@ -287,6 +287,7 @@ class BundleSession:
             dest,
             md5=item.checksum,
             size=item.size_bytes,
+            chunking=chunking_of(self.settings),
         )
         return dest, True
 
@@ -377,21 +378,6 @@ class BundleSession:
             return await self.in_thread(lambda: read_reference(item, lambda _p: blob, **dict(opts)))
         data = await backend.read_range(target)
         return await self.in_thread(lambda: read_reference(item, lambda _p: data, **dict(opts)))
-
-    async def get(self, name: str, opts: Mapping[str, Any]) -> Any:
-        return await self.read_item(self.require_manifest().current(name), opts)
-
-    async def get_many(self, names: Sequence[str], opts: Mapping[str, Any]) -> dict[str, Any]:
-        manifest = self.require_manifest()
-        items = [manifest.current(n) for n in names]  # fail fast on a bad name
-        limit = anyio.Semaphore(max(1, self.settings.parallel_downloads))
-
-        async def one(item: Item) -> Any:
-            async with limit:
-                return await self.read_item(item, opts)
-
-        values = await asyncio.gather(*(one(i) for i in items))
-        return dict(zip(names, values, strict=True))
 
     async def validate(self) -> dict[str, bool]:
         """Whether each current owned item's payload matches its recorded MD5 (and size)."""
