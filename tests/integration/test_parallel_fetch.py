@@ -62,8 +62,13 @@ def test_a_replaced_payload_never_yields_mixed_bytes(
     key = f"/{s3_bucket}/big/{payload_path(folio.get_item('big'))}"
     other = bytes(reversed(fault_proxy_bytes(moto_server, key)))
     # Half-way through the first ranged GET, the stored object is replaced by other bytes.
+    # Every body is slowed to 4 MB/s (1 MiB: ~0.26 s), so the replacement (done ~0.13 s in,
+    # while that GET waits) has landed before chunk 2 starts, however fast moto answers.
+    slow = 4_000_000.0
+    fault_proxy.set_fault(key, Fault(bandwidth=slow, methods={"GET"}))
     fault_proxy.set_fault(
-        key, Fault(replace_with=other, replace_after=MiB // 2, times=1, methods={"GET"})
+        key,
+        Fault(replace_with=other, replace_after=MiB // 2, bandwidth=slow, times=1, methods={"GET"}),
     )
     with pytest.raises(ChecksumMismatchError):
         folio.get("big")
