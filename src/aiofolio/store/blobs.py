@@ -4,8 +4,9 @@ This module owns :class:`BlobStore`: the path of a blob (``v1/blobs/<first 2 hex
 the hit-path lookup (one ``os.stat``, no hashing), unique temp files for downloads in progress,
 publishing a verified temp file (chmod 0444, then an atomic ``os.replace``), removal, listing
 for eviction, recording an access in the file's atime for LRU, and sweeping temp files that
-crashed processes left behind. It also re-exports the hashing helpers of
-:mod:`aiofolio.store.hashing` (:class:`Hashers`, :func:`fast_hash_file`).
+crashed processes left behind (keeping resumable partial downloads named by a recent sidecar).
+It also re-exports the hashing helpers of :mod:`aiofolio.store.hashing` (:class:`Hashers`,
+:func:`fast_hash_file`).
 
 Publishing is safe without any lock: content addressing means two processes that publish the
 same digest rename equal bytes onto the same name, and a rename is atomic, so the final path
@@ -15,6 +16,7 @@ only ever holds a complete file.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import stat
@@ -44,6 +46,7 @@ BLOB_MODE: Final = 0o444
 _DIGEST: Final = re.compile(r"[0-9a-f]{8,128}")
 _SUFFIX: Final = re.compile(r"[A-Za-z0-9._-]{0,32}")
 _TEMP_HARD_MAX_AGE: Final = 24 * 3600.0
+_RESUME_SIDECAR: Final = re.compile(r"resume-[0-9a-f]{32}\.json")
 _PATH_CACHE_MAX: Final = 4096
 
 
@@ -295,6 +298,13 @@ class BlobStore:
         (a recycled pid, or a file of another host sharing the cache). A download in progress
         writes continuously, so its mtime stays young.
 
+        Resumable partial downloads are the exception (see :mod:`aiofolio.engine.fetch`): a
+        sidecar ``resume-<hex>.json`` younger than 24 h keeps itself and the data file it
+        names, whatever the owner's pid says, so the next run can resume it. A sidecar whose
+        data file is gone, or that cannot be read, is deleted once older than ``max_age_s``;
+        any sidecar is deleted after 24 h. A partial that no sidecar names is an orphan and
+        follows the rule above.
+
         Args:
             max_age_s: Minimum age (by mtime) of a file to consider.
 
@@ -304,12 +314,26 @@ class BlobStore:
         now = time.time()
         hard_max = max(_TEMP_HARD_MAX_AGE, max_age_s)
         removed = 0
+        entries: list[tuple[os.DirEntry[str], os.stat_result]] = []
         for entry in _scandir(self.layout.tmp_dir):
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if stat.S_ISDIR(st.st_mode):
+            if not stat.S_ISDIR(st.st_mode):
+                entries.append((entry, st))
+        names = {entry.name for entry, _ in entries}
+        resumable: set[str] = set()
+        for entry, st in entries:
+            if _RESUME_SIDECAR.fullmatch(entry.name) is None:
+                continue
+            age = now - st.st_mtime
+            data = _sidecar_data(entry.path)
+            if age < hard_max and data in names:
+                resumable.add(entry.name)
+                resumable.add(data)
+        for entry, st in entries:
+            if entry.name in resumable:
                 continue
             age = now - st.st_mtime
             if age < max_age_s:
@@ -323,6 +347,19 @@ class BlobStore:
                 continue
             removed += 1
         return removed
+
+
+def _sidecar_data(path: str) -> str | None:
+    """The data file name a resume sidecar names, or None (unreadable, not one)."""
+    try:
+        with open(path, "rb") as fh:
+            meta = json.loads(fh.read(1 << 20))
+    except (OSError, ValueError):
+        return None
+    data = meta.get("data") if isinstance(meta, dict) else None
+    if not isinstance(data, str) or os.sep in data or data.startswith((".", "resume-")):
+        return None
+    return data
 
 
 def _scandir(folder: Path) -> list[os.DirEntry[str]]:
