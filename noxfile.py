@@ -45,3 +45,13 @@ def bench(session: nox.Session) -> None:
     """Benchmarks: writes benchmarks/out/results.json, results.md (and results.png)."""
     session.install("-e", ".[all,dev]", "matplotlib")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The README's first command: `aiofolio demo` on a loopback S3 (moto) behind a shaped link.
+
+    Arguments after ``--`` go to the demo, e.g. ``nox -s demo -- --size-mb 64 --keep``.
+    """
+    session.install("-e", ".[all]", "moto[server]>=5.0", "boto3>=1.34")
+    session.run("aiofolio", "demo", *session.posargs)

@@ -8,6 +8,10 @@ peers, with ``baseline=single_stream.BASELINE``. See benchmarks/README.md.
 
 from __future__ import annotations
 
+from .. import (
+    engine,  # issue 6: the engine rows (benchmarks/engine.py)
+    eviction,  # issue 7: the eviction rows (benchmarks/eviction.py)
+)
 from ..context import Scenario
 from . import backends, cache, floor, fsspec_cache, multi_stream, single_stream
 
@@ -18,6 +22,8 @@ SCENARIOS: list[Scenario] = [
     fsspec_cache.SCENARIO,
     backends.SCENARIO,
     cache.SCENARIO,
+    engine.SCENARIO,
+    eviction.SCENARIO,
 ]
 
 

@@ -37,7 +37,12 @@ from aiofolio.errors import (
 
 __version__ = "0.1.0"
 
+from aiofolio.engine.revalidate import RefreshOutcome
+from aiofolio.engine.warm import WarmHandle, WarmProgress, WarmResult
 from aiofolio.folio import DataFolio  # imported after __version__, which it uses
+
+refresh_all = DataFolio.refresh_all
+arefresh_all = DataFolio.arefresh_all
 
 __all__ = [
     "AiofolioError",
@@ -57,6 +62,7 @@ __all__ = [
     "NotCachedError",
     "PreconditionFailedError",
     "ReadOnlyError",
+    "RefreshOutcome",
     "RemoteError",
     "RemoteNotFoundError",
     "RemotePermissionError",
@@ -67,5 +73,10 @@ __all__ = [
     "TransientError",
     "UnsupportedManifestVersionError",
     "UsageError",
+    "WarmHandle",
+    "WarmProgress",
+    "WarmResult",
     "__version__",
+    "arefresh_all",
+    "refresh_all",
 ]

@@ -116,6 +116,9 @@ class S3Backend(BaseBackend):
         config.setdefault("connect_timeout", connect_timeout)
         config.setdefault("read_timeout", read_timeout)
         config.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})
+        # botocore's default pool (10) would make parallel chunks of a warm queue behind each
+        # other and starve foreground reads; connections are cheap next to a stalled read.
+        config.setdefault("max_pool_connections", 64)
         # Content is verified above this layer (the manifest's MD5). botocore would check a
         # stored CRC only on whole-object GETs, and only after the last chunk was handed out,
         # too late for a stream that resumes; so the backend streams bytes as they come.

@@ -16,3 +16,10 @@ __all__ = ["main"]
 @click.version_option(__version__, prog_name="aiofolio")
 def main() -> None:
     """aiofolio: an async-first caching client for DataFolio bundles."""
+
+
+# -- demo (issue 6) -------------------------------------------------------------------------------
+from aiofolio.cli.demo import demo  # noqa: E402 - registered on the group defined above
+
+main.add_command(demo)
+# (end of demo section)

@@ -36,6 +36,7 @@ import anyio.to_thread
 from aiofolio.backends import NOT_MODIFIED, Backend, ObjectStat
 from aiofolio.bundle import Item, Manifest, parse_manifest, payload_path, version_token
 from aiofolio.config import Settings
+from aiofolio.engine import limits
 from aiofolio.engine.fetch import Chunking, fetch_verified
 from aiofolio.errors import (
     CacheError,
@@ -62,6 +63,7 @@ from aiofolio.store import (
     hash_file,
     is_available,
 )
+from aiofolio.store.locks import lock_path
 
 __all__ = [
     "BundleCache",
@@ -80,8 +82,14 @@ VERIFY_ON_HIT_MAX = 64 * 1024 * 1024
 """Blobs up to this size are re-hashed (fast hash) on every hit; larger ones are re-hashed when
 their file changed after it was cached (mtime), and always by ``cache_status``/``verify``."""
 LOCK_TIMEOUT = 120.0
+LOCK_POLL = 0.05
+"""Seconds between tries while another process holds the download lock of a blob."""
 INLINE_MAX = 256 * 1024
 """Hits on blobs up to this size are verified on the event loop (faster than a thread hop)."""
+
+
+class _Abandoned(Exception):
+    """Given to readers that joined a download whose owner was cancelled (they fetch anew)."""
 
 
 class CacheStore:
@@ -155,8 +163,8 @@ class BundleCache:
         self.clock = clock or time.time
         self.callbacks: list[InvalidationCallback] = []
         self.scratch_dir = scratch_dir
-        self._manifest: Manifest | None = None
-        self._manifest_token: str | None = None
+        self._adopted: tuple[str | None, Manifest] | None = None
+        """The parsed manifest and the record token it belongs to (replaced as one value)."""
         self._memory_record: BundleRecord | None = None
         """A read-only cache keeps its checks here (never on disk), so the TTL still holds."""
 
@@ -185,8 +193,9 @@ class BundleCache:
 
     def _adopt(self, record: BundleRecord, manifest_bytes: bytes | None) -> Manifest | None:
         """The parsed manifest of ``record`` (parsed once per record version)."""
-        if self._manifest is not None and self._manifest_token == record.manifest_token:
-            return self._manifest
+        adopted = self._adopted  # one read: another thread may replace it meanwhile
+        if adopted is not None and adopted[0] == record.manifest_token:
+            return adopted[1]
         if manifest_bytes is None:
             return None
         try:
@@ -194,7 +203,7 @@ class BundleCache:
         except Exception as exc:  # a damaged copy is a miss, never a crash
             log.warning("cached manifest of %s is unreadable (%s); reloading it", self.url, exc)
             return None
-        self._manifest, self._manifest_token = manifest, record.manifest_token
+        self._adopted = (record.manifest_token, manifest)
         return manifest
 
     def _save(self, record: BundleRecord, manifest_bytes: bytes | None = None) -> None:
@@ -246,24 +255,62 @@ class BundleCache:
             fresh, data, token = await loader()
             self.store.stats.add(self.url, remote_checks=1)
             self._remember(fresh, token)
-            new_record = BundleRecord(
-                url=self.url,
-                manifest_token=token,
-                last_check=now,
-                created_at=now,
-                manifest_size=len(data),
-                items=dict(record.items) if record is not None else {},
-            )
-            if record is not None:
-                new_record.items = self._surviving(record, fresh)
-            await self._thread(self._save, new_record, data)
+            if not self.writes_cache:
+                self._memory_record = BundleRecord(
+                    url=self.url,
+                    manifest_token=token,
+                    last_check=now,
+                    created_at=now,
+                    manifest_size=len(data),
+                )
+                return fresh, token
+
+            def first_load(current: BundleRecord) -> BundleRecord:
+                # Merged with what is on disk now: another process may have cached items
+                # while this one loaded the manifest; only versions it no longer lists go.
+                current.manifest_token = token
+                current.last_check = now
+                current.created_at = current.created_at or now
+                current.manifest_size = len(data)
+                current.items = self._surviving(current, fresh)
+                return current
+
+            try:
+                await self._thread(
+                    lambda: self.store.records.update(self.url, first_load, manifest_bytes=data)
+                )
+            except OSError as exc:
+                raise CacheError(f"cannot write the cache record of {self.url}: {exc}") from exc
             return fresh, token
         assert record is not None
         assert manifest is not None
         return await self._revalidate(record, manifest, now)
 
+    def fresh_manifest(self) -> Manifest | None:
+        """The cached manifest when it is within the TTL and already parsed, else None.
+
+        Costs one ``os.stat`` and no parsing, lock or remote request; safe from any thread
+        (the hit fast path of the sync facade). None means "ask :meth:`manifest`".
+        """
+        loaded = self._manifest_record()
+        if loaded is None:
+            return None
+        record = loaded[0]
+        adopted = self._adopted
+        if adopted is None or adopted[0] != record.manifest_token:
+            return None
+        decision = decide(
+            now=self.clock(),
+            last_check=record.last_check,
+            ttl=self.settings.cache_ttl,
+            offline=self.offline,
+            use_stale=False,
+            force=False,
+        )
+        return adopted[1] if decision is Decision.FRESH else None
+
     def _remember(self, manifest: Manifest, token: str | None) -> None:
-        self._manifest, self._manifest_token = manifest, token
+        self._adopted = (token, manifest)
 
     def _surviving(self, record: BundleRecord, manifest: Manifest) -> dict[str, ItemRecord]:
         current = manifest.current_items()
@@ -396,6 +443,27 @@ class BundleCache:
             return None
         return rec
 
+    def _count_hit(self, item: Item, path: Path, size: int) -> None:
+        self.store.blobs.touch(path)
+        self.store.stats.add(self.url, hits=1, bytes_from_cache=size)
+        self.store.stats.record_access(self.url, item.name)
+
+    def try_small_hit(self, item: Item) -> Path | None:
+        """``item``'s verified blob when it is cached and at most ``INLINE_MAX`` bytes, else None.
+
+        The synchronous part of :meth:`blob_for` for small hits: one ``os.stat`` of the
+        record, one of the blob and a fast hash of at most 256 KiB. It never downloads, repairs
+        or waits, so it is safe from any thread; None means "ask :meth:`blob_for`".
+        """
+        rec = self.cached_item(item)
+        if rec is None or rec.size > INLINE_MAX:
+            return None
+        path = self.store.blobs.path(rec.digest)
+        if not self._verify_hit(path, rec, False):
+            return None
+        self._count_hit(item, path, rec.size)
+        return path
+
     async def blob_for(self, item: Item) -> Path:
         """A local, verified file with ``item``'s payload: a hit, or a verified download.
 
@@ -412,9 +480,7 @@ class BundleCache:
             else:
                 ok = await self._thread(self._verify_hit, path, rec, False)
             if ok:
-                self.store.blobs.touch(path)
-                self.store.stats.add(self.url, hits=1, bytes_from_cache=rec.size)
-                self.store.stats.record_access(self.url, item.name)
+                self._count_hit(item, path, rec.size)
                 return path
             if path.exists():
                 log.warning(
@@ -437,7 +503,11 @@ class BundleCache:
         key = f"{self.url}\n{payload_path(item)}\n{version_token(item)}"
         pending = self.store.inflight.get(key)
         if pending is not None:
-            path = await asyncio.shield(pending)
+            try:
+                path = await asyncio.shield(pending)
+            except _Abandoned:
+                # The reader that owned the download was cancelled, not this one: fetch anew.
+                return await self.blob_for(item)
             # A read that joined another's download is served from the cache: count it as a hit.
             self.store.stats.add(self.url, hits=1, bytes_from_cache=item.size_bytes or 0)
             return path
@@ -448,20 +518,64 @@ class BundleCache:
             future.set_result(path)
             return path
         except BaseException as exc:
-            future.set_exception(exc)
+            # Joiners must not inherit the owner's cancellation: they get a marker and retry.
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            future.set_exception(_Abandoned() if cancelled else exc)
             future.exception()  # mark retrieved: waiters get it, nobody else must
             raise
         finally:
             del self.store.inflight[key]
 
     async def _download(self, item: Item, key: str) -> Path:
+        """Fetch and publish ``item`` under the best-effort cross-process lock of ``key``.
+
+        The lock is polled (a non-blocking try, then a cancellable ``asyncio.sleep``), so Ctrl-C
+        or a cancel interrupts the wait at once; the kernel drops the lock of a holder that
+        died, so a waiter takes over within one poll. While waiting, a blob that another
+        process published ends the wait. After ``LOCK_TIMEOUT`` seconds, or where the
+        filesystem refuses locks, the download goes on without the lock: publishing is an
+        atomic rename of verified, content-addressed bytes, so correctness never needs it.
+        """
         relative = payload_path(item)
         url = f"{self.url.rstrip('/')}/{relative}"
         if not self.writes_cache:
             # Nothing will be published (read-only cache): no lock file in the cache folder.
             return await self._fetch_and_publish(item, url)
-        lock_ctx = blob_lock(self.store.layout, key, LOCK_TIMEOUT)
-        acquired = await self._thread(lock_ctx.__enter__)
+        layout = self.store.layout
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        probed = False
+        while True:
+            # A non-blocking try on the loop (a few syscalls): no thread hop that a cancel
+            # could leave holding the lock.
+            lock_ctx = blob_lock(layout, key, 0.0)
+            acquired = lock_ctx.__enter__()
+            if acquired:
+                break
+            lock_ctx.__exit__(None, None, None)
+            if not probed:
+                probed = True
+                # Busy, or does this filesystem refuse locks? A private key tells them apart.
+                probe = f"probe:{os.getpid()}"
+                with blob_lock(layout, probe, 0.0) as works:
+                    pass
+                with contextlib.suppress(OSError):
+                    os.unlink(lock_path(layout, probe))
+                if not works:
+                    break  # no locks here: go on without
+            rec = self.cached_item(item)  # one os.stat while the record is unchanged
+            if rec is not None:
+                path = self.store.blobs.path(rec.digest)
+                if await self._thread(self._verify_hit, path, rec, False):
+                    self.store.stats.add(self.url, hits=1, bytes_from_cache=rec.size)
+                    return path
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "%s: another process held the download lock for %.0f s; downloading anyway",
+                    url,
+                    LOCK_TIMEOUT,
+                )
+                break
+            await asyncio.sleep(LOCK_POLL)
         try:
             if acquired:
                 # Another process may have fetched it while we waited for the lock.
@@ -473,7 +587,8 @@ class BundleCache:
                         return path
             return await self._fetch_and_publish(item, url)
         finally:
-            await self._thread(lock_ctx.__exit__, None, None, None)
+            if acquired:
+                lock_ctx.__exit__(None, None, None)  # no await: runs even when cancelled
 
     async def _fetch_and_publish(
         self, item: Item, url: str, *, backend: Backend | None = None, remote_token: str = ""
@@ -485,7 +600,7 @@ class BundleCache:
                 return self.store.blobs.new_temp()
             return Path(self.scratch_dir) / f"dl-{os.getpid()}-{attempt}-{id(item):x}.part"
 
-        tmp, hashers, size = await fetch_verified(
+        tmp, hashers, size = await limits.guarded(self, item, fetch_verified)(
             backend or self.backend,
             url,
             new_temp,
@@ -493,6 +608,8 @@ class BundleCache:
             size=item.size_bytes,
             algorithms=(algorithm, FAST_ALGORITHM),
             chunking=chunking_of(self.settings),
+            # Resume across runs: only cache downloads, whose temp files live in v1/tmp.
+            resume_dir=self.store.layout.tmp_dir if self.writes_cache else None,
         )
         try:
             digest = hashers.hexdigest(algorithm)
@@ -511,6 +628,7 @@ class BundleCache:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+            await limits.settle(self, tmp)  # the size limits (engine/limits.py)
 
     def _new_record(
         self, item: Item, hashers: Hashers, digest: str, size: int, remote_token: str = ""

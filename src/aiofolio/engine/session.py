@@ -49,7 +49,7 @@ from aiofolio.bundle import (
     serialize,
 )
 from aiofolio.config import Settings
-from aiofolio.engine import get_engine
+from aiofolio.engine import get_engine, limits
 from aiofolio.engine.cache import INLINE_MAX, BundleCache, chunking_of, get_store
 from aiofolio.engine.fetch import download_verified
 from aiofolio.errors import (
@@ -57,12 +57,22 @@ from aiofolio.errors import (
     CacheError,
     ConcurrentWriteError,
     IntegrityError,
+    LargeFileWarning,
     PreconditionFailedError,
     ReadOnlyError,
     RemoteNotFoundError,
 )
+from aiofolio.policy.largefiles import (
+    growth_warning,
+    human_size,
+    owned_payload_bytes,
+    should_cache,
+)
 
-__all__ = ["BundleSession", "normalize_bundle_url"]
+__all__ = ["MISS", "BundleSession", "normalize_bundle_url"]
+
+MISS: Any = object()
+"""What :meth:`BundleSession.read_hit_now` returns when the fast path does not apply."""
 
 log = logging.getLogger("aiofolio.session")
 T = TypeVar("T")
@@ -292,24 +302,81 @@ class BundleSession:
         return dest, True
 
     async def read_item(self, item: Item, opts: Mapping[str, Any]) -> Any:
-        """Deserialize one item (a reference reads its external table)."""
+        """Deserialize one item (a reference reads its external table).
+
+        ``opts["force_cache"]`` (popped here) overrides the large-file policy: see
+        :meth:`_bypasses_cache`.
+        """
+        opts = dict(opts)
+        force_cache = bool(opts.pop("force_cache", False))
         if item.is_reference:
-            return await self._read_reference(item, opts)
+            return await self._read_reference(item, opts, force_cache=force_cache)
         cache = self.cache
+        if cache is not None and self._bypasses_cache(cache, item, force_cache):
+            return await self._read_uncached_large(item, opts)
         if cache is not None:
-            blob = await cache.blob_for(item)
-            if item.item_type == "artifact":
-                return await self.in_thread(self._named_copy, item, blob)
-            size = item.size_bytes
-            if size is not None and size <= INLINE_MAX and item.item_type != "model":
-                return deserialize(str(blob), item, **dict(opts))  # small: no thread hop
-            return await self.in_thread(lambda: deserialize(str(blob), item, **dict(opts)))
+
+            async def use(blob: Path) -> Any:
+                if item.item_type == "artifact":
+                    return await self.in_thread(self._named_copy, item, blob)
+                size = item.size_bytes
+                if size is not None and size <= INLINE_MAX and item.item_type != "model":
+                    return deserialize(str(blob), item, **dict(opts))  # small: no thread hop
+                return await self.in_thread(lambda: deserialize(str(blob), item, **dict(opts)))
+
+            # The blob is in use while read (an artifact's path: while this session lives);
+            # one evicted by another process before it was opened is fetched again.
+            owner = self if item.item_type == "artifact" else None
+            return await limits.read_cached(cache, item, use, owner=owner)
         path, temporary = await self.local_payload(item)
         keep = item.item_type == "artifact"  # get() of an artifact returns its path
         try:
             return await self.in_thread(lambda: deserialize(path, item, **dict(opts)))
         finally:
             if temporary and not keep:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+
+    # -- large-file policy (issue 7): large items streamed past the cache ------------------------
+    def _bypasses_cache(self, cache: BundleCache, item: Item, force_cache: bool) -> bool:
+        """Whether a read of ``item`` skips the cache (:func:`should_cache` says no).
+
+        A large item already in the cache (an earlier ``force_cache=True``) is still served
+        from it, and an offline cache answers as usual (a hit, or ``NotCachedError``).
+        """
+        if should_cache(item.size_bytes, self.settings, force_cache) or cache.offline:
+            return False
+        return cache.cached_item(item) is None
+
+    async def _large_scratch_copy(self, item: Item, backend: Backend, url: str) -> str:
+        """Download ``item``'s bytes, verified, to a private scratch file (never the cache)."""
+        relative = (item.path or "") if item.is_reference else payload_path(item)
+        ext = os.path.splitext(relative)[1]
+        dest = os.path.join(get_engine().scratch_dir, f"large-{secrets.token_hex(8)}{ext}")
+        size = item.size_bytes
+        log.info(
+            "streaming large item %r of %s (%s, at or above large_file_threshold %s) without "
+            "caching it; get(name, force_cache=True) caches it",
+            item.name,
+            self.url,
+            "size unknown" if size is None else human_size(size),
+            human_size(self.settings.large_file_threshold),
+        )
+        await download_verified(
+            backend, url, dest, md5=item.checksum, size=size, chunking=chunking_of(self.settings)
+        )
+        return dest
+
+    async def _read_uncached_large(self, item: Item, opts: Mapping[str, Any]) -> Any:
+        """Read a large owned item from a verified scratch copy, deleted after reading."""
+        path = await self._large_scratch_copy(
+            item, self.backend, self.object_url(payload_path(item))
+        )
+        keep = item.item_type == "artifact"  # get() of an artifact returns its path
+        try:
+            return await self.in_thread(lambda: deserialize(path, item, **dict(opts)))
+        finally:
+            if not keep:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
 
@@ -339,8 +406,49 @@ class BundleSession:
         cache = self.require_cache()
         if item.is_reference:
             target = get_engine().pool.get(str(item.path), self.storage_options)
+            if self._bypasses_cache(cache, item, False):
+                return await self._large_scratch_copy(item, target, str(item.path))
             return str(await cache.blob_for_reference(item, target))
+        if self._bypasses_cache(cache, item, False):
+            # Large, and cache_large_files=False: a private verified copy, not the cache.
+            return await self._large_scratch_copy(
+                item, self.backend, self.object_url(payload_path(item))
+            )
         return str(await cache.blob_for(item))
+
+    def read_hit_now(
+        self,
+        name: str,
+        opts: Mapping[str, Any],
+        *,
+        snapshot: str | None = None,
+        check: Callable[[Item, Mapping[str, Any]], None] | None = None,
+    ) -> Any:
+        """The hit fast path of the sync facade: read a small cached item in the caller's thread.
+
+        Applies only when the manifest is within its TTL and already parsed (the same object
+        the engine last loaded), and the item is a small (at most 256 KiB) verified blob that
+        deserializes from its path (not a reference, artifact or model). Anything else, and
+        any error, returns :data:`MISS` so the caller takes the normal path through the engine
+        thread, which makes the same decisions and raises the proper errors.
+        """
+        cache = self._cache
+        manifest = self.manifest
+        if cache is None or manifest is None or cache.fresh_manifest() is not manifest:
+            return MISS
+        rest = {k: v for k, v in opts.items() if k != "use_stale"}
+        try:
+            item = manifest.resolve_snapshot(snapshot, name) if snapshot else manifest.current(name)
+            if item.is_reference or item.item_type in ("artifact", "model"):
+                return MISS
+            if check is not None:
+                check(item, rest)
+            path = cache.try_small_hit(item)
+            if path is None:
+                return MISS
+            return deserialize(str(path), item, **rest)
+        except Exception:  # the engine path repeats the work and raises what is right
+            return MISS
 
     async def get_named(
         self,
@@ -362,9 +470,15 @@ class BundleSession:
         """``get_path``: the local file of an item, cached first if needed."""
         manifest = await self.current_manifest()
         item = manifest.resolve_snapshot(snapshot, name) if snapshot else manifest.current(name)
-        return await self.blob_path(item)
+        path = await self.blob_path(item)
+        cache = self._cache
+        if cache is not None and not await limits.hand_out_checked(self, cache.store, path):
+            path = await self.blob_path(item)  # evicted before it was protected: fetch again
+        return path  # kept (not evicted by any process) while this session lives
 
-    async def _read_reference(self, item: Item, opts: Mapping[str, Any]) -> Any:
+    async def _read_reference(
+        self, item: Item, opts: Mapping[str, Any], *, force_cache: bool = False
+    ) -> Any:
         target = item.path or ""
         if scheme_of(target) == "file":
             where = local_path(target)
@@ -373,6 +487,15 @@ class BundleSession:
             )
         backend = get_engine().pool.get(target, self.storage_options)
         cache = self.cache
+        if cache is not None and self._bypasses_cache(cache, item, force_cache):
+            scratch = await self._large_scratch_copy(item, backend, target)
+            try:
+                return await self.in_thread(
+                    lambda: read_reference(item, lambda _p: scratch, **dict(opts))
+                )
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(scratch)
         if cache is not None:
             blob = str(await cache.blob_for_reference(item, backend))
             return await self.in_thread(lambda: read_reference(item, lambda _p: blob, **dict(opts)))
@@ -511,6 +634,7 @@ class BundleSession:
                 lambda: serialize(obj, tmp, item_type=item_type, name=name, **dict(opts or {}))
             )
             async with self._write_lock:
+                owned_before = owned_payload_bytes(self.require_manifest().items)
                 plan = await self._commit(
                     lambda m, taken: plan_add(
                         m,
@@ -523,17 +647,40 @@ class BundleSession:
                     ),
                     tmp,
                 )
+            self._warn_if_large(plan, owned_before)
             cache = self.cache
             write_through = self.settings.cache_on_add or (
                 self.settings.cache_mode == "write-through"
             )
-            if cache is not None and write_through and plan.item is not None:
+            if (
+                cache is not None
+                and write_through
+                and plan.item is not None
+                and should_cache(plan.item.size_bytes, self.settings)
+            ):
                 await self.in_thread(cache.adopt_file, plan.item, tmp)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         assert plan.item is not None
         return plan.item
+
+    def _warn_if_large(self, plan: WritePlan, owned_before: int) -> None:
+        """``LargeFileWarning`` for a large item or a bundle that just grew past the threshold."""
+        item = plan.item
+        if item is None:
+            return
+        message = growth_warning(
+            name=item.name,
+            item_size=item.size_bytes,
+            before=owned_before,
+            after=owned_payload_bytes(plan.manifest.items),
+            items=len(plan.manifest.current_items()),
+            threshold=self.settings.large_file_threshold,
+            is_table=item.item_type == "included_table",
+        )
+        if message is not None:
+            warnings.warn(LargeFileWarning(message), stacklevel=2)
 
     async def reference_table(
         self,

@@ -14,6 +14,7 @@ one ``os.stat`` each).
   :class:`RecordStore`.
 - :mod:`~aiofolio.store.stats`: :class:`StatsCounter`, cross-process counters.
 - :mod:`~aiofolio.store.locks`: :func:`blob_lock`, best-effort cross-process locks.
+- :mod:`~aiofolio.store.prefs`: :class:`PrefsStore`, pins and eviction priorities.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from aiofolio.store.layout import (
     bundle_key,
 )
 from aiofolio.store.locks import blob_lock, cache_lock, sweep_locks
+from aiofolio.store.prefs import BundlePrefs, ItemPrefs, PrefsStore
 from aiofolio.store.records import BundleRecord, ItemRecord, RecordStore
 from aiofolio.store.stats import COUNTERS, StatsCounter
 
@@ -46,10 +48,13 @@ __all__ = [
     "LAYOUT_VERSION",
     "BlobInfo",
     "BlobStore",
+    "BundlePrefs",
     "BundleRecord",
     "CacheLayout",
     "Hashers",
+    "ItemPrefs",
     "ItemRecord",
+    "PrefsStore",
     "RecordStore",
     "StatsCounter",
     "available_algorithms",

@@ -1,0 +1,408 @@
+"""Cache warming: fetch many items of one bundle into the cache, concurrently and bounded.
+
+Owns: :class:`WarmJob` (one warm on the engine loop: a warm-only semaphore bounds how many
+items download at once, every item goes through the cache's normal verified path, so a
+foreground ``get`` of an item being warmed joins the same download), the progress figures
+(:class:`WarmProgress`, fed by :mod:`aiofolio.engine.progress`), the per-item outcome
+(:class:`WarmResult`) and :class:`WarmHandle`, the thread-safe handle a background warm
+returns (``done``, ``result``, ``cancel``, ``progress``, awaitable).
+
+Foreground reads never take the warm's semaphore, so a large warm cannot queue them; the
+default bound (:func:`default_concurrency`) is half of ``parallel_downloads`` so the warm also
+leaves connections free for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from aiofolio import _portal
+from aiofolio.bundle import Item, Manifest
+from aiofolio.engine.progress import bytes_sink
+from aiofolio.errors import UsageError
+
+__all__ = [
+    "WarmHandle",
+    "WarmJob",
+    "WarmProgress",
+    "WarmResult",
+    "default_concurrency",
+    "start_background",
+]
+
+log = logging.getLogger("aiofolio.warm")
+
+_LISTENER_INTERVAL = 0.1
+"""Seconds between two progress-listener calls (the last call is never skipped)."""
+_CLEANUP_WAIT = 30.0
+"""Seconds a cancelled warm waits for its downloads to delete their temp files."""
+_RUNNING: set[asyncio.Task[Any]] = set()
+"""Background warm tasks (asyncio keeps only weak references to tasks)."""
+
+
+def default_concurrency(parallel_downloads: int) -> int:
+    """Items a warm downloads at once by default: half of ``parallel_downloads`` (at least 1).
+
+    Each item may itself use up to ``parallel_downloads`` ranged GETs when it is large, and
+    foreground reads are not limited by the warm at all; the half keeps connections free for
+    them while a large warm runs.
+    """
+    return max(1, parallel_downloads // 2)
+
+
+@dataclass(frozen=True)
+class WarmProgress:
+    """How far a warm has come (a snapshot; ask the handle again for newer figures).
+
+    Attributes:
+        items_done: Items finished, cached or failed.
+        items_total: Items the warm covers.
+        bytes_done: Bytes of the items cached so far plus bytes landed of running downloads.
+        bytes_total: Bytes of all items (recorded sizes; an item without one adds its size
+            when it is cached). A failed item's bytes leave both figures, so a finished warm
+            has ``bytes_done == bytes_total``. Items stopped by a cancel leave the totals.
+        items_failed: Items that failed so far.
+    """
+
+    items_done: int = 0
+    items_total: int = 0
+    bytes_done: int = 0
+    bytes_total: int = 0
+    items_failed: int = 0
+
+    @property
+    def finished(self) -> bool:
+        """Whether every item is done."""
+        return self.items_done >= self.items_total
+
+
+@dataclass(frozen=True)
+class WarmResult:
+    """What a warm did, item by item.
+
+    Attributes:
+        cached: Names now in the cache (verified), in bundle order.
+        failed: Names that could not be cached, each with its exception. One failure never
+            stops the other items.
+        cancelled: Names not cached because :meth:`WarmHandle.cancel` stopped the warm first.
+        skipped: Names the large-file policy keeps out of the cache
+            (``cache_large_files=False``): not downloaded.
+    """
+
+    cached: tuple[str, ...] = ()
+    failed: Mapping[str, BaseException] = field(default_factory=dict)
+    cancelled: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed and nothing was cancelled (skipped items are fine)."""
+        return not self.failed and not self.cancelled
+
+
+class WarmJob:
+    """One warm of one bundle; runs on the engine loop.
+
+    Args:
+        fetch: Caches one item and returns its local path (``BundleSession.blob_path``).
+        manifest: Gives the manifest to resolve against (``BundleSession.current_manifest``).
+        select: Picks the items to warm from that manifest.
+        concurrency: Items downloading at once (a semaphore only this warm takes).
+        listener: Called on the engine loop with a :class:`WarmProgress` as figures change
+            (at most every 0.1 s, and once at the end): the progress bar.
+        on_finish: Called on the engine loop when the warm ends, however it ends (closes
+            the bar).
+        skip: Items for which it returns True are not fetched (listed as ``skipped``).
+    """
+
+    def __init__(
+        self,
+        *,
+        fetch: Callable[[Item], Awaitable[Any]],
+        manifest: Callable[[], Awaitable[Manifest]],
+        select: Callable[[Manifest], Sequence[Item]],
+        concurrency: int,
+        listener: Callable[[WarmProgress], None] | None = None,
+        on_finish: Callable[[], None] | None = None,
+        skip: Callable[[Item], bool] | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self._fetch = fetch
+        self._manifest = manifest
+        self._select = select
+        self._concurrency = concurrency
+        self._listener = listener
+        self._on_finish = on_finish
+        self._skip = skip
+        self._lock = threading.Lock()  # figures are read from other threads
+        self._progress = WarmProgress()
+        self._last_report = 0.0
+        self._cancelling = False
+        self._tasks: list[asyncio.Task[str]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- figures ----------------------------------------------------------------------------
+    @property
+    def progress(self) -> WarmProgress:
+        """The current figures (safe from any thread)."""
+        with self._lock:
+            return self._progress
+
+    def _bump(self, **deltas: int) -> None:
+        with self._lock:
+            p = self._progress
+            self._progress = WarmProgress(
+                items_done=p.items_done + deltas.get("items_done", 0),
+                items_total=p.items_total + deltas.get("items_total", 0),
+                bytes_done=p.bytes_done + deltas.get("bytes_done", 0),
+                bytes_total=p.bytes_total + deltas.get("bytes_total", 0),
+                items_failed=p.items_failed + deltas.get("items_failed", 0),
+            )
+        self._report(final=False)
+
+    def _report(self, *, final: bool) -> None:
+        listener = self._listener
+        if listener is None:
+            return
+        now = time.monotonic()
+        if not final and now - self._last_report < _LISTENER_INTERVAL:
+            return
+        self._last_report = now
+        try:
+            listener(self.progress)
+        except Exception as exc:  # a display must never break the warm
+            log.debug("warm progress listener failed: %r", exc)
+
+    # -- running ------------------------------------------------------------------------------
+    async def run(self) -> WarmResult:
+        """Warm every selected item; per-item failures are collected, never raised."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            manifest = await self._manifest()
+            chosen = list(self._select(manifest))
+            skip = self._skip
+            skipped = [i.name for i in chosen if skip is not None and skip(i)]
+            left_out = set(skipped)
+            items = [i for i in chosen if i.name not in left_out]
+            self._bump(
+                items_total=len(items),
+                bytes_total=sum(i.size_bytes or 0 for i in items),
+            )
+            limit = asyncio.Semaphore(self._concurrency)
+            self._tasks = [asyncio.ensure_future(self._one(item, limit)) for item in items]
+            if self._cancelling:  # cancel() came while the manifest loaded
+                for task in self._tasks:
+                    task.cancel()
+            try:
+                outcomes = await asyncio.gather(*self._tasks, return_exceptions=True)
+            except asyncio.CancelledError:  # the caller went away (Ctrl-C on a sync warm)
+                for task in self._tasks:
+                    task.cancel()
+                with anyio.CancelScope(shield=True):  # let their temp-file cleanup finish
+                    await asyncio.wait(self._tasks, timeout=_CLEANUP_WAIT)
+                raise
+        finally:
+            self._report(final=True)
+            if self._on_finish is not None:
+                try:
+                    self._on_finish()
+                except Exception as exc:  # pragma: no cover - display cleanup only
+                    log.debug("warm on_finish failed: %r", exc)
+        cached: list[str] = []
+        failed: dict[str, BaseException] = {}
+        cancelled: list[str] = []
+        for item, outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, asyncio.CancelledError):
+                cancelled.append(item.name)
+            elif isinstance(outcome, BaseException):
+                failed[item.name] = outcome
+            else:
+                cached.append(item.name)
+        log.info(
+            "warm: %d cached, %d failed, %d cancelled, %d skipped",
+            len(cached),
+            len(failed),
+            len(cancelled),
+            len(skipped),
+        )
+        return WarmResult(
+            cached=tuple(cached),
+            failed=failed,
+            cancelled=tuple(cancelled),
+            skipped=tuple(skipped),
+        )
+
+    async def _one(self, item: Item, limit: asyncio.Semaphore) -> str:
+        landed = 0
+
+        def sink(n: int) -> None:
+            nonlocal landed
+            landed += n
+            self._bump(bytes_done=n)
+
+        try:
+            async with limit:
+                with bytes_sink(sink):
+                    path = await self._fetch(item)
+        except asyncio.CancelledError:  # stopped by cancel(): it leaves the totals
+            self._bump(items_total=-1, bytes_done=-landed, bytes_total=-(item.size_bytes or 0))
+            raise
+        except BaseException:
+            self._bump(
+                items_done=1,
+                items_failed=1,
+                bytes_done=-landed,
+                bytes_total=-(item.size_bytes or 0),
+            )
+            raise
+        size = item.size_bytes
+        extra_total = 0
+        if size is None:  # unknown up front (a reference): count what landed on disk
+            try:
+                size = os.stat(path).st_size
+            except OSError:
+                size = landed
+            extra_total = size
+        # A hit or a joined download landed nothing here; a retried one landed more: settle.
+        self._bump(items_done=1, bytes_done=size - landed, bytes_total=extra_total)
+        return str(path)
+
+    def cancel(self) -> None:
+        """Stop the warm (engine loop only): queued items never start, running ones are
+        cancelled and clean up their temp files; :meth:`run` then returns the partial result."""
+        self._cancelling = True
+        for task in self._tasks:
+            task.cancel()
+
+    def cancel_threadsafe(self) -> None:
+        """:meth:`cancel` from any thread."""
+        loop = self._loop
+        if loop is None or _portal.in_engine_thread():
+            self._cancelling = True  # seen by run() before it starts any item
+            if loop is not None:
+                self.cancel()
+            return
+        loop.call_soon_threadsafe(self.cancel)
+
+
+async def start_background(job: WarmJob) -> concurrent.futures.Future[WarmResult]:
+    """Start ``job`` as a task on the engine loop; its result lands in the returned future."""
+    outcome: concurrent.futures.Future[WarmResult] = concurrent.futures.Future()
+    outcome.set_running_or_notify_cancel()
+    job._loop = asyncio.get_running_loop()  # cancel() can reach it before run() starts
+    task: asyncio.Task[WarmResult] = asyncio.ensure_future(job.run())
+    _RUNNING.add(task)
+
+    def finished(t: asyncio.Task[WarmResult]) -> None:
+        _RUNNING.discard(t)
+        if t.cancelled():  # the engine loop shut down under it
+            outcome.set_exception(
+                UsageError("the background warm was stopped because aiofolio shut down")
+            )
+            return
+        exc = t.exception()
+        if exc is not None:
+            outcome.set_exception(exc)
+        else:
+            outcome.set_result(t.result())
+
+    task.add_done_callback(finished)
+    return outcome
+
+
+class WarmHandle:
+    """A warm running in the background (returned by ``warm_cache(background=True)``).
+
+    Usable from any thread, and awaitable from async code (``await handle`` or
+    ``await handle.aresult()``; cancelling that await does not stop the warm: use
+    :meth:`cancel`).
+    """
+
+    def __init__(self, job: WarmJob, future: concurrent.futures.Future[WarmResult]) -> None:
+        self._job = job
+        self._future = future
+
+    def __repr__(self) -> str:
+        p = self.progress
+        state = "done" if self.done() else "running"
+        return (
+            f"<WarmHandle {state}: {p.items_done}/{p.items_total} items, "
+            f"{p.bytes_done}/{p.bytes_total} bytes>"
+        )
+
+    @property
+    def progress(self) -> WarmProgress:
+        """Items and bytes done so far, out of the totals."""
+        return self._job.progress
+
+    def done(self) -> bool:
+        """Whether the warm has finished (completed, or stopped by :meth:`cancel`)."""
+        return self._future.done()
+
+    def result(self, timeout: float | None = None) -> WarmResult:
+        """Wait for the warm and return its :class:`WarmResult`.
+
+        After :meth:`cancel` this is the partial result: what was cached before the cancel,
+        with the rest listed in ``cancelled``.
+
+        Raises:
+            TimeoutError: not finished within ``timeout`` seconds (the warm goes on).
+            UsageError: called on aiofolio's own event-loop thread before the warm finished
+                (it would deadlock; ``await handle`` there instead).
+        """
+        if not self._future.done() and _portal.in_engine_thread():
+            raise UsageError(
+                "WarmHandle.result() would block aiofolio's own event loop; use "
+                "'await handle' there instead"
+            )
+        try:
+            return self._future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"the warm did not finish within {timeout} s") from None
+
+    async def aresult(self) -> WarmResult:
+        """Async twin of :meth:`result` (for any asyncio loop, aiofolio's own included)."""
+        return await asyncio.shield(asyncio.wrap_future(self._future))
+
+    def __await__(self) -> Generator[Any, None, WarmResult]:
+        return self.aresult().__await__()
+
+    async def acancel(self) -> bool:
+        """Async twin of :meth:`cancel`: stop the warm and await its cleanup."""
+        running = self.cancel(wait=False)
+        with contextlib.suppress(Exception):
+            await self.aresult()
+        return running
+
+    def cancel(self, *, wait: bool = True, timeout: float = 30.0) -> bool:
+        """Stop the warm: no new downloads start, running ones are cancelled.
+
+        Cancelled downloads delete their temp files before the warm counts as done. Items
+        already cached stay cached.
+
+        Args:
+            wait: Block until the warm has stopped and cleaned up (at most ``timeout``
+                seconds). From async code use :meth:`acancel` instead.
+            timeout: The bound of that wait.
+
+        Returns:
+            True if the warm was still running when asked to stop.
+        """
+        if self._future.done():
+            return False
+        self._job.cancel_threadsafe()
+        if wait and not _portal.in_engine_thread():
+            concurrent.futures.wait([self._future], timeout=timeout)
+        return True
