@@ -8,12 +8,18 @@ peers, with ``baseline=single_stream.BASELINE``. See benchmarks/README.md.
 
 from __future__ import annotations
 
-from .. import (
-    engine,  # issue 6: the engine rows (benchmarks/engine.py)
-    eviction,  # issue 7: the eviction rows (benchmarks/eviction.py)
-)
 from ..context import Scenario
-from . import backends, cache, floor, fsspec_cache, multi_stream, single_stream
+from . import (
+    backends,
+    cache,
+    engine,
+    eviction,
+    floor,
+    fsspec_cache,
+    multi_stream,
+    single_stream,
+    warm,
+)
 
 SCENARIOS: list[Scenario] = [
     floor.SCENARIO,
@@ -23,6 +29,7 @@ SCENARIOS: list[Scenario] = [
     backends.SCENARIO,
     cache.SCENARIO,
     engine.SCENARIO,
+    warm.SCENARIO,
     eviction.SCENARIO,
 ]
 

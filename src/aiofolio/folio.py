@@ -28,6 +28,7 @@ from aiofolio.engine.warm import (
     WarmJob,
     WarmResult,
     default_concurrency,
+    large_slots,
     start_background,
 )
 from aiofolio.errors import ReadOnlyError
@@ -718,6 +719,8 @@ class DataFolio:
             manifest=session.current_manifest,
             select=select,
             concurrency=limit,
+            large=large_slots(limit, self.settings.parallel_downloads),
+            large_size=self.settings.parallel_threshold,
             listener=bar.update if bar is not None else None,
             on_finish=bar.close if bar is not None else None,
             skip=skip,
@@ -762,8 +765,9 @@ class DataFolio:
             items: A name or names (default: every current, non-archived item; for a
                 snapshot view, the snapshot's items).
             background: Return a :class:`~aiofolio.WarmHandle` at once instead of waiting.
-            concurrency: Items downloading at once; default half of ``parallel_downloads``
-                (at least 1), leaving connections free for foreground reads.
+            concurrency: Items downloading at once; default ``4 * parallel_downloads`` (32).
+                Large (chunked) items take at most half the connections: with the defaults,
+                2 at a time, leaving the rest free for foreground reads.
             progress: Draw a rich progress bar (default: the ``progress`` setting, i.e. when
                 stderr is a terminal or in a notebook; ``False`` never draws).
 

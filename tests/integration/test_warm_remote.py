@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import threading
 import time
@@ -560,3 +561,111 @@ def test_refresh_references_one_stat_each(
     pdt.assert_frame_equal(folio.get("t1"), second)  # dropped, fetched again
     assert fault_proxy.stats.requests(f"/{s3_bucket}/{keys[0]}") == 0
     assert fault_proxy.stats.requests(f"/{s3_bucket}/{keys[1]}", "GET") == 1
+
+
+# -- many small items: one record write for many downloads, and the warm's two limits ----------
+
+
+def test_concurrent_downloads_share_record_writes(
+    http_server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiofolio.store.records import RecordStore
+
+    values = {f"s{i:02d}": _array(2_000 + i, 100 + i) for i in range(40)}
+    bundle = _bundle(http_server, tmp_path, values)
+    http_server.set_fault(f"{bundle.prefix}/*", Fault(latency=0.05, methods={"GET"}))
+    folio = bundle.folio()
+    updates: list[int] = []
+    real_update = RecordStore.update
+
+    def counting_update(self: RecordStore, url: str, fn: Any, **kw: Any) -> Any:
+        updates.append(1)
+        return real_update(self, url, fn, **kw)
+
+    monkeypatch.setattr(RecordStore, "update", counting_update)
+    result = folio.warm_cache(progress=False)
+    assert sorted(result.cached) == sorted(values)
+    assert bundle.payload_gets() == 40
+    # group commit: far fewer record rewrites than items, and every item recorded
+    assert 1 <= len(updates) < 40
+    for name in values:
+        assert folio.cache_status(name)["cached"] is True
+    before = bundle.payload_gets()
+    for name, value in values.items():
+        np.testing.assert_array_equal(folio.get(name), value)
+    assert bundle.payload_gets() == before  # all hits
+
+
+def test_a_failed_record_write_fails_every_read_that_shared_it(
+    http_server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiofolio.store.records import RecordStore
+
+    values = {f"s{i:02d}": _array(2_000 + i, 200 + i) for i in range(6)}
+    bundle = _bundle(http_server, tmp_path, values)
+    folio = bundle.folio()
+    folio.item_info("s00")  # the manifest is loaded and recorded before the fault
+    real_update = RecordStore.update
+
+    def failing_update(self: RecordStore, url: str, fn: Any, **kw: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(RecordStore, "update", failing_update)
+    result = folio.warm_cache(progress=False)
+    assert sorted(result.failed) == sorted(values)
+    assert result.cached == ()
+    monkeypatch.setattr(RecordStore, "update", real_update)
+    np.testing.assert_array_equal(folio.get("s03"), values["s03"])  # a clean miss afterwards
+    assert folio.cache_status("s03")["cached"] is True
+
+
+def test_the_warm_runs_many_small_items_but_few_large_ones_at_once() -> None:
+    from aiofolio.engine.warm import WarmJob, default_concurrency, large_slots
+
+    assert default_concurrency(8) == 32
+    assert large_slots(32, 8) == 2
+    assert large_slots(3, 8) == 1
+    items = [{"name": f"small{i}", "size_bytes": 1_000} for i in range(40)]
+    items += [{"name": f"big{i}", "size_bytes": 50_000_000} for i in range(6)]
+    doc = {
+        "schema_version": 2,
+        "revision": 1,
+        "items": [
+            dict(
+                it,
+                item_type="json_data",
+                filename=f"{it['name']}.json",
+                checksum="0" * 32,
+            )
+            for it in items
+        ],
+    }
+    manifest = parse_manifest(json.dumps(doc).encode(), source="test")
+    running = {"small": 0, "big": 0}
+    peak = {"small": 0, "big": 0, "all": 0}
+
+    async def fetch(item: Any) -> str:
+        kind = "big" if item.name.startswith("big") else "small"
+        running[kind] += 1
+        peak[kind] = max(peak[kind], running[kind])
+        peak["all"] = max(peak["all"], running["small"] + running["big"])
+        await asyncio.sleep(0.01)
+        running[kind] -= 1
+        return item.name
+
+    async def load() -> Any:
+        return manifest
+
+    job = WarmJob(
+        fetch=fetch,
+        manifest=load,
+        select=lambda m: list(m.current_items().values()),
+        concurrency=8,
+        large=2,
+        large_size=16 * 1024 * 1024,
+    )
+    result = asyncio.run(job.run())
+    assert len(result.cached) == 46
+    assert peak["big"] == 2
+    assert peak["all"] == 8
+    assert peak["small"] >= 6  # small items were not held back by the large limit

@@ -166,6 +166,8 @@ class BundleCache:
         self._adopted: tuple[str | None, Manifest] | None = None
         """The parsed manifest and the record token it belongs to (replaced as one value)."""
         self._memory_record: BundleRecord | None = None
+        self._pending_records: list[tuple[ItemRecord, asyncio.Future[None]]] = []
+        self._records_lock = asyncio.Lock()
         """A read-only cache keeps its checks here (never on disk), so the TTL still holds."""
 
     # -- helpers ---------------------------------------------------------------------------
@@ -579,7 +581,7 @@ class BundleCache:
         try:
             if acquired:
                 # Another process may have fetched it while we waited for the lock.
-                rec = await self._thread(self.cached_item, item)
+                rec = self.cached_item(item)  # one os.stat while the record is unchanged
                 if rec is not None:
                     path = self.store.blobs.path(rec.digest)
                     if await self._thread(self._verify_hit, path, rec, False):
@@ -619,9 +621,12 @@ class BundleCache:
                 await self._thread(os.replace, tmp, private)
                 self.store.stats.add(self.url, misses=1, bytes_downloaded=size)
                 return private
-            path = await self._thread(self.store.blobs.publish, tmp, digest)
+            if size <= INLINE_MAX:  # a rename and a chmod: cheaper than the thread hop
+                path = self.store.blobs.publish(tmp, digest)
+            else:
+                path = await self._thread(self.store.blobs.publish, tmp, digest)
             rec = self._new_record(item, hashers, digest, size, remote_token)
-            await self._thread(self._record_item, rec)
+            await self._record_item_grouped(rec)
             self.store.stats.add(self.url, misses=1, bytes_downloaded=size)
             self.store.stats.record_access(self.url, item.name)
             return path
@@ -649,16 +654,48 @@ class BundleCache:
             last_verified=self.clock(),
         )
 
-    def _record_item(self, rec: ItemRecord) -> None:
-        if not self.writes_cache:
+    def _record_item(self, *recs: ItemRecord) -> None:
+        if not self.writes_cache or not recs:
             return
 
         def add(record: BundleRecord) -> BundleRecord:
             record.url = self.url
-            record.items[rec.name] = rec
+            for rec in recs:
+                record.items[rec.name] = rec
             return record
 
         self.store.records.update(self.url, add)
+
+    async def _record_item_grouped(self, rec: ItemRecord) -> None:
+        """Record ``rec`` in the bundle record; concurrent calls share one write (group commit).
+
+        A warm of hundreds of small items would otherwise queue every record update behind
+        the record's cross-process lock, one rewrite each. The first caller to get the
+        in-process lock writes every pending record in one update; the others find theirs
+        written. Returns once ``rec`` is on disk (or raises what the write raised).
+        """
+        if not self.writes_cache:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending_records.append((rec, done))
+        async with self._records_lock:
+            if not done.done():
+                batch, self._pending_records = self._pending_records, []
+                try:
+                    await self._thread(self._record_item, *(r for r, _ in batch))
+                except Exception as exc:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                            fut.exception()  # retrieved here; each owner re-raises it below
+                except BaseException:  # cancelled: hand the batch to the next writer
+                    self._pending_records[:0] = [b for b in batch if not b[1].done()]
+                    raise
+                else:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_result(None)
+        await done
 
     async def blob_for_reference(self, item: Item, target: Backend) -> Path:
         """A cached copy of a referenced (external, mutable) table.

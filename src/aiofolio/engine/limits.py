@@ -698,6 +698,13 @@ async def settle(cache: BundleCache, tmp: str | os.PathLike[str]) -> None:
             return  # the hard limit held the total all along
         store = cache.store
         if store.blobs.lookup(ticket.digest) is not None:
+            limit = cache.settings.max_cache_size
+            usage = _usage_of(store)
+            if limit is None or (
+                time.monotonic() - usage.scanned < RESCAN_S and usage.total + ticket.size <= limit
+            ):
+                usage.add(ticket.size)  # well under the limit: no scan, no thread hop
+                return
             await _thread(_soft_check, store, cache.settings, ticket.digest, ticket.size)
     except Exception as exc:
         log.warning("enforcing the cache limit after a download failed: %s", exc)

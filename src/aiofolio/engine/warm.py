@@ -7,9 +7,10 @@ foreground ``get`` of an item being warmed joins the same download), the progres
 (:class:`WarmResult`) and :class:`WarmHandle`, the thread-safe handle a background warm
 returns (``done``, ``result``, ``cancel``, ``progress``, awaitable).
 
-Foreground reads never take the warm's semaphore, so a large warm cannot queue them; the
-default bound (:func:`default_concurrency`) is half of ``parallel_downloads`` so the warm also
-leaves connections free for them.
+Foreground reads never take the warm's semaphores, so a large warm cannot queue them. The
+default bound (:func:`default_concurrency`) lets many small items fly at once (their cost is
+latency); large, chunked items take a second, narrower semaphore (:func:`large_slots`) so the
+warm leaves connections free for foreground reads.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "WarmProgress",
     "WarmResult",
     "default_concurrency",
+    "large_slots",
     "start_background",
 ]
 
@@ -52,13 +54,22 @@ _RUNNING: set[asyncio.Task[Any]] = set()
 
 
 def default_concurrency(parallel_downloads: int) -> int:
-    """Items a warm downloads at once by default: half of ``parallel_downloads`` (at least 1).
+    """Items a warm downloads at once by default: ``4 * parallel_downloads`` (32).
 
-    Each item may itself use up to ``parallel_downloads`` ranged GETs when it is large, and
-    foreground reads are not limited by the warm at all; the half keeps connections free for
-    them while a large warm runs.
+    Small items are bound by latency, not bandwidth, so many in flight is what makes a warm of
+    thousands of small items fast; large items are gated further (:func:`large_slots`), since
+    each one already uses up to ``parallel_downloads`` ranged GETs.
     """
-    return max(1, parallel_downloads // 2)
+    return max(1, 4 * parallel_downloads)
+
+
+def large_slots(concurrency: int, parallel_downloads: int) -> int:
+    """Large items (chunked downloads) a warm runs at once: at most half the connections.
+
+    With the defaults, 32 // 16 = 2 large items (16 ranged GETs) at a time, which leaves the
+    client's connection pool (64 for S3) free for foreground reads.
+    """
+    return max(1, concurrency // (2 * max(1, parallel_downloads)))
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,8 @@ class WarmJob:
         manifest: Gives the manifest to resolve against (``BundleSession.current_manifest``).
         select: Picks the items to warm from that manifest.
         concurrency: Items downloading at once (a semaphore only this warm takes).
+        large: Of those, large items (at least ``large_size`` bytes) at once.
+        large_size: The size from which an item counts as large (``parallel_threshold``).
         listener: Called on the engine loop with a :class:`WarmProgress` as figures change
             (at most every 0.1 s, and once at the end): the progress bar.
         on_finish: Called on the engine loop when the warm ends, however it ends (closes
@@ -133,6 +146,8 @@ class WarmJob:
         manifest: Callable[[], Awaitable[Manifest]],
         select: Callable[[Manifest], Sequence[Item]],
         concurrency: int,
+        large: int | None = None,
+        large_size: int | None = None,
         listener: Callable[[WarmProgress], None] | None = None,
         on_finish: Callable[[], None] | None = None,
         skip: Callable[[Item], bool] | None = None,
@@ -143,6 +158,8 @@ class WarmJob:
         self._manifest = manifest
         self._select = select
         self._concurrency = concurrency
+        self._large = max(1, large or concurrency)
+        self._large_size = large_size
         self._listener = listener
         self._on_finish = on_finish
         self._skip = skip
@@ -201,7 +218,13 @@ class WarmJob:
                 bytes_total=sum(i.size_bytes or 0 for i in items),
             )
             limit = asyncio.Semaphore(self._concurrency)
-            self._tasks = [asyncio.ensure_future(self._one(item, limit)) for item in items]
+            large = asyncio.Semaphore(self._large)
+            self._tasks = [
+                asyncio.ensure_future(
+                    self._one(item, limit, large if self._is_large(item) else None)
+                )
+                for item in items
+            ]
             if self._cancelling:  # cancel() came while the manifest loaded
                 for task in self._tasks:
                     task.cancel()
@@ -244,7 +267,13 @@ class WarmJob:
             skipped=tuple(skipped),
         )
 
-    async def _one(self, item: Item, limit: asyncio.Semaphore) -> str:
+    def _is_large(self, item: Item) -> bool:
+        size = item.size_bytes
+        return self._large_size is not None and size is not None and size >= self._large_size
+
+    async def _one(
+        self, item: Item, limit: asyncio.Semaphore, large: asyncio.Semaphore | None
+    ) -> str:
         landed = 0
 
         def sink(n: int) -> None:
@@ -253,7 +282,7 @@ class WarmJob:
             self._bump(bytes_done=n)
 
         try:
-            async with limit:
+            async with limit, large or contextlib.nullcontext():
                 with bytes_sink(sink):
                     path = await self._fetch(item)
         except asyncio.CancelledError:  # stopped by cancel(): it leaves the totals

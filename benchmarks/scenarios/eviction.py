@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .context import Context, Scenario
-from .harness import Row
+from ..context import Context, Scenario
+from ..harness import Row
 
 GROUP = "cache-eviction"
 PLAN_ENTRIES = 100_000

@@ -36,11 +36,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .context import Context, Scenario
-from .harness import MiB, Row, Samples, run_async
-from .scenarios import single_stream
-from .scenarios.cache import Bundle, Clock, _array_bundle, _fresh_dir, _item_name, _reader
-from .servers import describe_requests
+from ..context import Context, Scenario
+from ..harness import MiB, Row, Samples, run_async
+from ..servers import describe_requests
+from . import single_stream
+from .cache import Bundle, Clock, _array_bundle, _fresh_dir, _item_name, _reader
 
 GROUP = "engine"
 
