@@ -509,6 +509,7 @@ _SPECS: Final[dict[str, _Spec]] = {
     "parallel_threshold": _size_spec(minimum=0),
     "large_file_threshold": _size_spec(),
     "cache_large_files": _bool_spec(),
+    "stream_large_files": _bool_spec(),
     "shared_cache_dir": _path_spec(nullable=True),
     "retry_attempts": _int_spec(minimum=1),
     "retry_max_time": _duration_spec(positive=True),
@@ -567,6 +568,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         parallel_threshold: Objects at least this big are fetched in parallel chunks.
         large_file_threshold: Items at least this big warn with ``LargeFileWarning``.
         cache_large_files: Cache items at or above ``large_file_threshold``.
+        stream_large_files: Stream such items (verified, to a private scratch file) instead of
+            caching them, whatever ``cache_large_files`` says (the seed's name for it).
         shared_cache_dir: A read-only shared (institutional) cache tier, or ``None``.
         retry_attempts: Total tries per request, the first included (1 = no retry).
         retry_max_time: Total seconds to keep retrying one request.
@@ -597,6 +600,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     parallel_threshold: int = 16 * _MiB
     large_file_threshold: int = _GB
     cache_large_files: bool = True
+    stream_large_files: bool = False
     shared_cache_dir: str | None = None
     retry_attempts: int = 5
     retry_max_time: float = 60.0
@@ -765,6 +769,7 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
     _env("parallel_threshold"),
     _env("large_file_threshold"),
     _env("cache_large_files"),
+    _env("stream_large_files"),
     _env("shared_cache_dir"),
     _env("retry_attempts"),
     _env("retry_max_time"),
@@ -828,6 +833,7 @@ CONFIG_FILE_KEYS: Final[tuple[ConfigFileKey, ...]] = (
     _fkey("limits.eviction_threshold", "eviction_threshold"),
     _fkey("limits.large_file_threshold", "large_file_threshold"),
     _fkey("limits.cache_large_files", "cache_large_files"),
+    _fkey("limits.stream_large_files", "stream_large_files"),
     _fkey("performance.parallel_downloads", "parallel_downloads"),
     _fkey("performance.chunk_size_bytes", "chunk_size"),
     _fkey("performance.parallel_threshold", "parallel_threshold"),

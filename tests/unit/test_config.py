@@ -284,7 +284,7 @@ def test_settings_is_frozen() -> None:
 
 def test_setting_names_match_struct_fields() -> None:
     assert [f.name for f in msgspec.structs.fields(Settings)] == list(SETTING_NAMES)
-    assert len(SETTING_NAMES) == 28
+    assert len(SETTING_NAMES) == 29
     assert SETTING_NAMES[:3] == ("cache_enabled", "cache_dir", "cache_ttl")
 
 
@@ -427,6 +427,7 @@ ENV_CASES: list[tuple[str, str, str, object]] = [
     ("AIOFOLIO_PARALLEL_THRESHOLD", "32 MiB", "parallel_threshold", 32 * MiB),
     ("AIOFOLIO_LARGE_FILE_THRESHOLD", "2GB", "large_file_threshold", 2 * GB),
     ("AIOFOLIO_CACHE_LARGE_FILES", "no", "cache_large_files", False),
+    ("AIOFOLIO_STREAM_LARGE_FILES", "yes", "stream_large_files", True),
     ("AIOFOLIO_SHARED_CACHE_DIR", "{tmp}/shared", "shared_cache_dir", "{tmp}/shared"),
     ("AIOFOLIO_RETRY_ATTEMPTS", "3", "retry_attempts", 3),
     ("AIOFOLIO_RETRY_MAX_TIME", "2m", "retry_max_time", 120.0),
@@ -615,6 +616,7 @@ FULL_FILE: dict[str, Any] = {
         "eviction_threshold": 0.8,
         "large_file_threshold": "5GB",
         "cache_large_files": False,
+        "stream_large_files": True,
     },
     "performance": {
         "parallel_downloads": 4,
@@ -655,6 +657,7 @@ FULL_FILE_EXPECTED: dict[str, object] = {
     "eviction_threshold": 0.8,
     "large_file_threshold": 5 * GB,
     "cache_large_files": False,
+    "stream_large_files": True,
     "parallel_downloads": 4,
     "chunk_size": 4194304,
     "parallel_threshold": 64 * MiB,

@@ -38,6 +38,25 @@ def test_should_cache(size: int | None, cache_large: bool, force: bool, expected
     assert should_cache(size, _settings(cache_large), force) is expected
 
 
+@pytest.mark.parametrize(
+    ("size", "force", "expected"), [(999, False, True), (5000, False, False), (5000, True, True)]
+)
+def test_stream_large_files_streams_large_items_even_with_cache_large_files_on(
+    size: int, force: bool, expected: bool
+) -> None:
+    s = Settings(cache_dir="/c", large_file_threshold=THRESHOLD, stream_large_files=True)
+    assert s.cache_large_files is True
+    assert should_cache(size, s, force) is expected
+
+
+def test_stream_large_files_is_a_setting_with_env_and_seed_names() -> None:
+    from aiofolio.config import resolve_settings
+
+    resolved = resolve_settings(environ={"AIOFOLIO_STREAM_LARGE_FILES": "true"})
+    assert resolved.settings.stream_large_files is True
+    assert Settings(cache_dir="/c").stream_large_files is False
+
+
 def test_default_settings_cache_large_files() -> None:
     s = Settings(cache_dir="/c")
     assert s.cache_large_files is True

@@ -35,10 +35,11 @@ def should_cache(item_size: int | None, settings: Settings, force_cache: bool = 
         force_cache: ``get(name, force_cache=True)``: cache it whatever its size.
 
     Returns:
-        False only for a large item (see :func:`is_large`) with ``cache_large_files`` off and
-        no ``force_cache``; such an item is streamed to a private scratch file instead.
+        False only for a large item (see :func:`is_large`) with ``cache_large_files`` off (or
+        ``stream_large_files`` on) and no ``force_cache``; such an item is streamed to a
+        private scratch file instead.
     """
-    if force_cache or settings.cache_large_files:
+    if force_cache or (settings.cache_large_files and not settings.stream_large_files):
         return True
     return not is_large(item_size, settings.large_file_threshold)
 
