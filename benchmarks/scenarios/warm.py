@@ -298,7 +298,7 @@ def _foreground(ctx: Context) -> list[Row]:
 
 
 def run(ctx: Context) -> list[Row]:
-    return _loop_and_warm(ctx, "S3") + _loop_and_warm(ctx, "HTTP") + _foreground(ctx)
+    return _loop_and_warm(ctx, "HTTP") + _loop_and_warm(ctx, "S3") + _foreground(ctx)
 
 
 SCENARIO = Scenario(
