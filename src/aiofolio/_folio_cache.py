@@ -1,0 +1,706 @@
+"""The cache half of :class:`~aiofolio.DataFolio`: status, stats, warming, limits, large files.
+
+Owns: :class:`CacheMethods`, the mixin ``DataFolio`` inherits its cache methods from (this
+keeps ``folio.py`` to the datafolio surface): ``cache_status``/``cache_stats``,
+invalidation and callbacks; ``warm_cache`` and ``refresh_all`` (issue 6); pins, priorities,
+limits and clean-up (issue 7); the large-file policy and reference conversions (issue 7).
+Like the rest of the facade, every method runs engine coroutines through
+:mod:`aiofolio._portal` and does no I/O of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+from aiofolio import _portal
+from aiofolio._calls import hybrid as _hybrid
+from aiofolio._calls import kw as _kw
+from aiofolio._calls import threaded as _threaded
+from aiofolio._progress import WarmBar, wants_progress
+from aiofolio.config import configure, resolve_settings
+from aiofolio.engine.cache import InvalidationCallback, drop_stores, get_store, stats_summary
+from aiofolio.engine.revalidate import RefreshOutcome, revalidate_references, revalidate_sessions
+from aiofolio.engine.warm import (
+    WarmHandle,
+    WarmJob,
+    WarmResult,
+    default_concurrency,
+    large_slots,
+    start_background,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from aiofolio.bundle import Item, Manifest
+    from aiofolio.config import Settings
+    from aiofolio.engine.session import BundleSession
+    from aiofolio.folio import DataFolio
+
+__all__ = ["CacheMethods"]
+
+
+class CacheMethods:
+    """Cache methods of :class:`~aiofolio.DataFolio` (a mixin; see the module docstring)."""
+
+    if TYPE_CHECKING:  # provided by DataFolio
+        _session: BundleSession
+        _snapshot: str | None
+
+        @property
+        def path(self) -> str: ...
+
+        @property
+        def settings(self) -> Settings: ...
+
+        @property
+        def _manifest(self) -> Manifest: ...
+
+        def _item(self, name: str) -> Item: ...
+
+        def _item_in(self, manifest: Manifest, name: str) -> Item: ...
+
+        def _writable(self, what: str) -> None: ...
+
+        def _after_write(self) -> None: ...
+
+        def refresh(self) -> Self: ...
+
+    # -- the cache ---------------------------------------------------------------------------
+    def cache_status(self, name: str) -> dict[str, Any]:
+        """Whether ``name`` is cached, where, how big, since when, and whether it verifies.
+
+        Keys: ``cached``, ``cache_path``, ``size_bytes``, ``cached_at``, ``last_verified``,
+        ``ttl_expires_in``, ``checksum_valid``, ``access_count``.
+        """
+        item = self._item(name)
+        cache = self._session.require_cache()
+        return _portal.call(_threaded(cache.status, item))
+
+    @_hybrid
+    def cache_stats(self_or_cls: Any, cache_dir: str | None = None) -> dict[str, Any]:
+        """Cache counters: hits, misses, remote checks, bytes downloaded and served, hit rate.
+
+        On a folio, the figures of its bundle; on the class (``DataFolio.cache_stats()``), of
+        the whole cache. They add up across processes that share the cache folder.
+        """
+        if not isinstance(self_or_cls, type):
+            store = self_or_cls._session.require_cache().store
+            return stats_summary(store.stats.totals(self_or_cls.path))
+        store = get_store(cache_dir or resolve_settings().settings.cache_dir)
+        return stats_summary(store.stats.totals(None))
+
+    def refresh_item(self, name: str, force: bool = True) -> Self:
+        """Revalidate now (``force``) and fetch ``name`` again if it changed."""
+        _portal.call(self._refresh_item, name, force)
+        self._after_write()
+        return self
+
+    async def _refresh_item(self, name: str, force: bool) -> None:
+        manifest = await self._session.load(force=force)
+        item = self._item_in(manifest, name)
+        if self._session.cache is not None and not item.is_reference:
+            await self._session.blob_path(item)
+
+    def refresh_cache(self) -> Self:
+        """Revalidate the whole bundle now (one conditional request)."""
+        return self.refresh()
+
+    def invalidate_cache(self, name: str | None = None) -> Self:
+        """Forget the cached copy of ``name`` (all items when None); the next read fetches it."""
+        cache = self._session.require_cache()
+        if name is not None:
+            self._item(name)
+        _portal.call(_threaded(cache.invalidate, name))
+        return self
+
+    def clear_cache(self) -> Self:
+        """Forget this bundle's cached manifest and items."""
+        cache = self._session.require_cache()
+        _portal.call(_threaded(cache.store.records.delete, self.path))
+        return self
+
+    @classmethod
+    def clear_all_caches(cls, cache_dir: str | None = None) -> int:
+        """Delete every cached bundle and blob in the cache folder; returns bytes freed."""
+        import shutil
+
+        root = Path(cache_dir or resolve_settings().settings.cache_dir) / "v1"
+        freed = 0
+        if root.is_dir():
+            for path in root.rglob("*"):
+                if path.is_file() and not path.is_symlink():
+                    freed += path.stat().st_size
+            shutil.rmtree(root, ignore_errors=True)
+        drop_stores()
+        return freed
+
+    @classmethod
+    def configure_cache(cls, **settings: Any) -> None:
+        """Process-wide cache settings, below constructor arguments and above the environment.
+
+        Accepts any setting name (``cache_ttl="30m"``, ``max_cache_size="50GB"``, ...); a
+        bad name or value raises :class:`~aiofolio.errors.ConfigError`. Folios opened after
+        the call use them.
+        """
+        configure(**settings)
+
+    def on_cache_invalidation(self, callback: InvalidationCallback) -> InvalidationCallback:
+        """Call ``callback(old_info, new_info)`` when a remote change drops a cached item.
+
+        It runs on aiofolio's event-loop thread: keep it short, and use async methods
+        (``await folio.aget(...)``) inside it, not sync ones. Usable as a decorator.
+        """
+        cache = self._session.require_cache()
+        cache.callbacks.append(callback)
+        return callback
+
+    # -- warm_cache, refresh_all and progress ------------------------------------------------
+    def _warm_job(
+        self,
+        items: str | Iterable[str] | None,
+        concurrency: int | None,
+        progress: bool | None,
+    ) -> WarmJob:
+        """Check the request (before anything starts) and build the job."""
+        from aiofolio.errors import CacheError
+
+        names: list[str] | None = None
+        if items is not None:
+            names = list(dict.fromkeys([items] if isinstance(items, str) else items))
+            for name in names:
+                self._item(name)  # ItemNotFoundError now, not in the background
+        session = self._session
+        if not session.is_local:
+            cache = session.require_cache()  # CacheError: caching is off
+            if cache.settings.cache_mode == "read-only":
+                raise CacheError(
+                    f"the cache of {self.path} is read-only (cache_mode='read-only'): "
+                    "warm_cache cannot fill it"
+                )
+        limit = default_concurrency(self.settings.parallel_downloads)
+        if concurrency is not None:
+            if concurrency < 1:
+                raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+            limit = concurrency
+        snapshot = self._snapshot
+
+        def select(manifest: Manifest) -> list[Item]:
+            if names is not None:
+                return [self._item_in(manifest, n) for n in names]
+            if snapshot is not None:
+                return list(manifest.snapshot_items(snapshot).values())
+            return [i for i in manifest.current_items().values() if not i.archived]
+
+        def skip(item: Item) -> bool:  # large, and cache_large_files=False: not cached
+            cache = session.cache
+            return cache is not None and session._bypasses_cache(cache, item, False)
+
+        bar = None
+        if wants_progress(progress, self.settings.progress):
+            bar = WarmBar(f"warming {self.path.rstrip('/').rsplit('/', 1)[-1]}")
+        return WarmJob(
+            fetch=session.blob_path,
+            manifest=session.current_manifest,
+            select=select,
+            concurrency=limit,
+            large=large_slots(limit, self.settings.parallel_downloads),
+            large_size=self.settings.parallel_threshold,
+            listener=bar.update if bar is not None else None,
+            on_finish=bar.close if bar is not None else None,
+            skip=skip,
+        )
+
+    @overload
+    def warm_cache(
+        self,
+        items: str | Iterable[str] | None = None,
+        *,
+        background: Literal[False] = False,
+        concurrency: int | None = None,
+        progress: bool | None = None,
+    ) -> WarmResult: ...
+
+    @overload
+    def warm_cache(
+        self,
+        items: str | Iterable[str] | None = None,
+        *,
+        background: Literal[True],
+        concurrency: int | None = None,
+        progress: bool | None = None,
+    ) -> WarmHandle: ...
+
+    def warm_cache(
+        self,
+        items: str | Iterable[str] | None = None,
+        *,
+        background: bool = False,
+        concurrency: int | None = None,
+        progress: bool | None = None,
+    ) -> WarmResult | WarmHandle:
+        """Fetch items into the cache now, so later reads are hits.
+
+        Every item is downloaded and verified exactly as ``get`` would (a ``get`` of an item
+        being warmed joins its download), ``concurrency`` items at a time; referenced tables
+        are cached too (one ``stat`` each when their TTL has passed). Foreground reads are not
+        held back by the warm's limit.
+
+        Args:
+            items: A name or names (default: every current, non-archived item; for a
+                snapshot view, the snapshot's items).
+            background: Return a :class:`~aiofolio.WarmHandle` at once instead of waiting.
+            concurrency: Items downloading at once; default ``4 * parallel_downloads`` (32).
+                Large (chunked) items take at most half the connections: with the defaults,
+                2 at a time, leaving the rest free for foreground reads.
+            progress: Draw a rich progress bar (default: the ``progress`` setting, i.e. when
+                stderr is a terminal or in a notebook; ``False`` never draws).
+
+        Returns:
+            A :class:`~aiofolio.WarmResult` (cached names, failed names with their
+            exceptions; one failure does not stop the rest; large items that
+            ``cache_large_files=False`` keeps out of the cache are ``skipped``), or the handle.
+
+        Raises:
+            ItemNotFoundError: an unknown name (before anything starts).
+            CacheError: the bundle is remote and not cached, or the cache is read-only.
+        """
+        job = self._warm_job(items, concurrency, progress)
+        if background:
+            return WarmHandle(job, _portal.call(start_background, job))
+        return _portal.call(job.run)
+
+    @overload
+    async def awarm_cache(
+        self,
+        items: str | Iterable[str] | None = None,
+        *,
+        background: Literal[False] = False,
+        concurrency: int | None = None,
+        progress: bool | None = None,
+    ) -> WarmResult: ...
+
+    @overload
+    async def awarm_cache(
+        self,
+        items: str | Iterable[str] | None = None,
+        *,
+        background: Literal[True],
+        concurrency: int | None = None,
+        progress: bool | None = None,
+    ) -> WarmHandle: ...
+
+    async def awarm_cache(
+        self,
+        items: str | Iterable[str] | None = None,
+        *,
+        background: bool = False,
+        concurrency: int | None = None,
+        progress: bool | None = None,
+    ) -> WarmResult | WarmHandle:
+        """Async twin of :meth:`warm_cache` (the handle is awaitable: ``await handle``)."""
+        job = self._warm_job(items, concurrency, progress)
+        if background:
+            return WarmHandle(job, await _portal.acall(start_background, job))
+        return await _portal.acall(job.run)
+
+    def refresh_references(self, *, concurrency: int = 16) -> dict[str, RefreshOutcome]:
+        """Revalidate every cached remote referenced table now, whatever the TTL.
+
+        One ``stat`` of each external object, ``concurrency`` at a time. An unchanged table
+        keeps its cached copy (its check time moves); a changed one's copy is dropped, so the
+        next read fetches it. Tables never read yet report ``"uncached"``; failures report
+        ``"error"`` with the exception, per table.
+
+        Returns:
+            A :class:`~aiofolio.RefreshOutcome` per referenced table, by item name.
+
+        Raises:
+            CacheError: the bundle is not cached.
+        """
+        return _portal.call(revalidate_references, self._session, concurrency)
+
+    async def arefresh_references(self, *, concurrency: int = 16) -> dict[str, RefreshOutcome]:
+        """Async twin of :meth:`refresh_references`."""
+        return await _portal.acall(revalidate_references, self._session, concurrency)
+
+    @classmethod
+    def refresh_all(
+        cls, folios: Iterable[DataFolio], *, concurrency: int = 16
+    ) -> list[RefreshOutcome]:
+        """Revalidate many folios at once: one conditional manifest request each.
+
+        Also available as ``aiofolio.refresh_all``. A changed bundle drops only its changed
+        items from the cache (with :class:`~aiofolio.RemoteUpdateWarning`), as a TTL expiry
+        would. Failures are reported per folio, never raised.
+
+        Returns:
+            A :class:`~aiofolio.RefreshOutcome` per folio, in order: ``status`` is
+            ``"changed"``, ``"unchanged"`` or ``"error"`` (with ``error``); ``folio`` is the
+            folio, ``changed_items`` the names the new manifest changed.
+        """
+        chosen = list(folios)
+        outcomes = _portal.call(revalidate_sessions, [f._session for f in chosen], concurrency)
+        return cls._after_refresh_all(chosen, outcomes)
+
+    @classmethod
+    async def arefresh_all(
+        cls, folios: Iterable[DataFolio], *, concurrency: int = 16
+    ) -> list[RefreshOutcome]:
+        """Async twin of :meth:`refresh_all` (also ``aiofolio.arefresh_all``)."""
+        chosen = list(folios)
+        outcomes = await _portal.acall(
+            revalidate_sessions, [f._session for f in chosen], concurrency
+        )
+        return cls._after_refresh_all(chosen, outcomes)
+
+    @staticmethod
+    def _after_refresh_all(
+        folios: Sequence[DataFolio], outcomes: Sequence[RefreshOutcome]
+    ) -> list[RefreshOutcome]:
+        import dataclasses
+
+        for folio, outcome in zip(folios, outcomes, strict=True):
+            if outcome.status != "error":
+                folio._after_write()
+        return [dataclasses.replace(o, folio=f) for f, o in zip(folios, outcomes, strict=True)]
+
+    # -- size limits, pins, priorities, maintenance --------------------------------------------
+    def _limits_target(self_or_cls: Any, cache_dir: str | None) -> tuple[Any, Settings]:
+        """The store and settings a limits method works on (a folio's, or the resolved ones)."""
+        if not isinstance(self_or_cls, type) and cache_dir is None:
+            return self_or_cls._session.require_cache().store, self_or_cls.settings
+        settings = resolve_settings().settings
+        return get_store(cache_dir or settings.cache_dir), settings
+
+    def _set_prefs(self, name: str, **changes: Any) -> Self:
+        import msgspec
+
+        from aiofolio.engine import limits
+
+        self._item(name)  # a clear error for an unknown name
+        store = self._session.require_cache().store
+        prefs = limits.prefs_of(store)
+
+        def change(old: Any) -> Any:
+            return msgspec.structs.replace(old, **changes)
+
+        _portal.call(_threaded(prefs.update, self.path, name, change))
+        return self
+
+    def set_cache_priority(self, name: str, priority: int) -> Self:
+        """Keep ``name`` longer (higher ``priority``) or shorter (lower) when evicting.
+
+        Eviction takes lower priorities first and applies the policy (LRU, LFU, FIFO) within
+        a priority. The default is 0. It is saved in the cache folder, for this bundle's item
+        name (whatever version is cached), and lasts across processes until changed.
+        """
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise TypeError(f"a cache priority is an int, not {priority!r}")
+        return self._set_prefs(name, priority=priority)
+
+    def pin_cache(self, name: str) -> Self:
+        """Never evict ``name`` from the cache (by any limit or ``cleanup_cache``).
+
+        The pin is saved in the cache folder and survives restarts; it does not download the
+        item (``get`` or ``warm_cache`` does). ``invalidate_cache``/``clear_cache`` still
+        drop the copy; ``unpin_cache`` lifts the pin.
+        """
+        return self._set_prefs(name, pinned=True)
+
+    def unpin_cache(self, name: str) -> Self:
+        """Let ``name`` be evicted again (see :meth:`pin_cache`)."""
+        return self._set_prefs(name, pinned=False)
+
+    @_hybrid
+    def enforce_cache_limit(self_or_cls: Any, cache_dir: str | None = None) -> dict[str, Any]:
+        """Evict now: if the cache is over ``max_cache_size``, down to the eviction threshold.
+
+        On a folio, with its settings; on the class, with the resolved settings. Pinned and
+        in-use items stay. Returns ``evicted`` (blobs), ``items`` (``"url::name"`` entries
+        dropped), ``bytes_freed``, ``total_before``, ``total_after``, ``limit``, ``reached``.
+        """
+        from aiofolio.engine import limits
+
+        store, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
+        result = _portal.call(_threaded(limits.enforce, store, settings))
+        return result.as_dict()
+
+    @_hybrid
+    def cleanup_cache(
+        self_or_cls: Any, older_than: str | float = "7d", cache_dir: str | None = None
+    ) -> dict[str, Any]:
+        """Evict every item not read for ``older_than`` (``"7d"``, ``"12h"``, seconds).
+
+        Works on the whole cache folder (also when called on a folio). Pinned and in-use
+        items stay. Returns ``evicted`` (count), ``bytes_freed`` and the details of
+        :meth:`enforce_cache_limit`.
+        """
+        from aiofolio.config import parse_duration
+        from aiofolio.engine import limits
+
+        seconds = parse_duration(older_than, source="older_than")
+        if seconds is None:
+            raise ValueError("cleanup_cache needs a finite older_than")
+        store, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
+        result = _portal.call(_threaded(limits.cleanup, store, settings, seconds))
+        return result.as_dict()
+
+    @_hybrid
+    def cache_info(self_or_cls: Any, cache_dir: str | None = None) -> dict[str, Any]:
+        """The cache folder at a glance (gaggle's ``cache_info`` keys, and more).
+
+        Keys: ``path``, ``type``, ``size_bytes``, ``size_mb``, ``limit_bytes``, ``limit_mb``,
+        ``usage_percent`` (None when unlimited), ``is_soft_limit``, ``policy``,
+        ``eviction_threshold``, ``bundles``, ``items``, ``blobs`` (shared blobs count once),
+        ``pinned``, ``prioritized``, ``in_use``, ``hits``, ``misses``, ``evictions``,
+        ``hit_rate``, ``oldest_access``, ``newest_access`` (ISO 8601, UTC).
+        """
+        from aiofolio.engine import limits
+
+        store, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
+        info: dict[str, Any] = _portal.call(_threaded(limits.info, store, settings))
+        return info
+
+    @_hybrid
+    def cleanup_orphaned_caches(
+        self_or_cls: Any,
+        cache_dir: str | None = None,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        concurrency: int = 8,
+    ) -> dict[str, Any]:
+        """Remove the cached bundles whose remote manifest (``items.json``) is gone.
+
+        Every cached bundle is checked with one ``stat``, ``concurrency`` at a time; only a
+        definite "not found" removes it (an unreachable remote keeps it). Blobs that only
+        removed bundles used are deleted too. ``storage_options`` are used for every check
+        (credentials, endpoint). Returns ``removed`` (bundle URLs), ``bundles`` (count),
+        ``bytes_freed``.
+        """
+        return _portal.call(
+            _kw(
+                CacheMethods._cleanup_orphans,
+                self_or_cls,
+                cache_dir,
+                storage_options=storage_options,
+                concurrency=concurrency,
+            )
+        )
+
+    @_hybrid
+    async def acleanup_orphaned_caches(
+        self_or_cls: Any,
+        cache_dir: str | None = None,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        concurrency: int = 8,
+    ) -> dict[str, Any]:
+        """Async twin of :meth:`cleanup_orphaned_caches`."""
+        result: dict[str, Any] = await _portal.acall(
+            _kw(
+                CacheMethods._cleanup_orphans,
+                self_or_cls,
+                cache_dir,
+                storage_options=storage_options,
+                concurrency=concurrency,
+            )
+        )
+        return result
+
+    @_hybrid
+    async def aenforce_cache_limit(
+        self_or_cls: Any, cache_dir: str | None = None
+    ) -> dict[str, Any]:
+        """Async twin of :meth:`enforce_cache_limit`."""
+        from aiofolio.engine import limits
+
+        store, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
+        result = await _portal.acall(_threaded(limits.enforce, store, settings))
+        return result.as_dict()
+
+    @_hybrid
+    async def acleanup_cache(
+        self_or_cls: Any, older_than: str | float = "7d", cache_dir: str | None = None
+    ) -> dict[str, Any]:
+        """Async twin of :meth:`cleanup_cache`."""
+        from aiofolio.config import parse_duration
+        from aiofolio.engine import limits
+
+        seconds = parse_duration(older_than, source="older_than")
+        if seconds is None:
+            raise ValueError("cleanup_cache needs a finite older_than")
+        store, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
+        result = await _portal.acall(_threaded(limits.cleanup, store, settings, seconds))
+        return result.as_dict()
+
+    @_hybrid
+    async def acache_info(self_or_cls: Any, cache_dir: str | None = None) -> dict[str, Any]:
+        """Async twin of :meth:`cache_info`."""
+        from aiofolio.engine import limits
+
+        store, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
+        info: dict[str, Any] = await _portal.acall(_threaded(limits.info, store, settings))
+        return info
+
+    @staticmethod
+    async def _cleanup_orphans(
+        self_or_cls: Any,
+        cache_dir: str | None,
+        *,
+        storage_options: Mapping[str, Any] | None,
+        concurrency: int,
+    ) -> dict[str, Any]:
+        import anyio.to_thread
+
+        from aiofolio.backends import join_url
+        from aiofolio.engine import get_engine, limits
+
+        store, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
+        if storage_options is None and not isinstance(self_or_cls, type):
+            storage_options = self_or_cls._session.storage_options
+        pool = get_engine().pool
+
+        async def stat(url: str) -> object:
+            backend = pool.get(
+                url,
+                storage_options,
+                connect_timeout=settings.connect_timeout,
+                read_timeout=settings.read_timeout,
+            )
+            return await backend.stat(join_url(url, "items.json"))
+
+        gone = await limits.find_orphans(store, stat, concurrency=concurrency)
+        freed = await anyio.to_thread.run_sync(lambda: limits.remove_bundles(store, gone))
+        return {"removed": gone, "bundles": len(gone), "bytes_freed": freed}
+
+    # -- the large-file policy and references -------------------------------------------------
+    def list_references(self) -> dict[str, dict[str, Any]]:
+        """The referenced tables: name → ``path``, ``table_format``, ``size_bytes`` (None when
+        not recorded) and ``is_directory``."""
+        from aiofolio.engine.storage import list_references
+
+        return list_references(self._manifest)
+
+    def is_reference(self, name: str) -> bool:
+        """Whether ``name`` is a referenced table (its data lives outside the bundle).
+
+        Raises:
+            ItemNotFoundError: no such item.
+        """
+        return self._item(name).is_reference
+
+    def is_included(self, name: str) -> bool:
+        """Whether ``name``'s data is stored inside the bundle (every item but a reference).
+
+        Raises:
+            ItemNotFoundError: no such item.
+        """
+        return self._item(name).owns_payload
+
+    def convert_to_reference(self, name: str, path: str | None = None) -> dict[str, Any]:
+        """Store the included table ``name`` as a ``referenced_table`` (a new revision).
+
+        Without ``path`` the reference points at the table's existing payload in the bundle
+        (``<bundle>/tables/<name>--r<N>.parquet``): nothing is copied and that file stays, but
+        the bundle no longer owns it. With ``path`` (absolute, ``file://`` or a cloud URI) the
+        verified payload is copied there first and the bundle's copy is deleted.
+
+        Returns:
+            ``{"name", "path", "bytes_saved"}``: the reference target, and the owned payload
+            bytes the bundle no longer carries.
+
+        Raises:
+            ItemNotFoundError: no such item.
+            UsageError: not a single-file included table (models, arrays, ... cannot be
+                references), or ``path`` already holds other bytes.
+            ValueError: a relative ``path``.
+            ConcurrentWriteError: another writer published first; nothing was published.
+        """
+        self._writable(f"convert {name!r}")
+        from aiofolio.engine.storage import convert_to_reference
+
+        done = _portal.call(_kw(convert_to_reference, self._session, name, path))
+        self._after_write()
+        return done
+
+    async def aconvert_to_reference(self, name: str, path: str | None = None) -> dict[str, Any]:
+        """Async twin of :meth:`convert_to_reference`."""
+        self._writable(f"convert {name!r}")
+        from aiofolio.engine.storage import convert_to_reference
+
+        done = await _portal.acall(_kw(convert_to_reference, self._session, name, path))
+        self._after_write()
+        return done
+
+    def convert_to_included(self, name: str) -> dict[str, Any]:
+        """Fetch the referenced table ``name`` and store it in the bundle (a new revision).
+
+        A Parquet reference is copied byte for byte, a CSV one is read and written as Parquet.
+
+        Returns:
+            ``{"name", "path", "bytes_added"}``: the new payload's path inside the bundle and
+            its size.
+
+        Raises:
+            ItemNotFoundError: no such item.
+            UsageError: not a reference, or a directory dataset.
+            ChecksumMismatchError: the data does not match a recorded checksum.
+            ConcurrentWriteError: another writer published first; nothing was published.
+        """
+        self._writable(f"convert {name!r}")
+        from aiofolio.engine.storage import convert_to_included
+
+        done = _portal.call(_kw(convert_to_included, self._session, name))
+        self._after_write()
+        return done
+
+    async def aconvert_to_included(self, name: str) -> dict[str, Any]:
+        """Async twin of :meth:`convert_to_included`."""
+        self._writable(f"convert {name!r}")
+        from aiofolio.engine.storage import convert_to_included
+
+        done = await _portal.acall(_kw(convert_to_included, self._session, name))
+        self._after_write()
+        return done
+
+    def _storage_threshold(self, threshold: int | str | None) -> int:
+        from aiofolio.config import parse_size
+
+        if threshold is None:
+            return self.settings.large_file_threshold
+        size = parse_size(threshold, source="optimize_storage(threshold=...)")
+        if size is None:
+            raise ValueError("optimize_storage needs a finite threshold, not 'unlimited'")
+        return size
+
+    def optimize_storage(self, threshold: int | str | None = None) -> dict[str, Any]:
+        """Convert every included table at or above ``threshold`` to a reference.
+
+        Args:
+            threshold: bytes or a size string (``"1GB"``); default ``large_file_threshold``.
+
+        Returns:
+            ``{"converted": [{"name", "path", "size_bytes"}, ...], "bytes_saved",
+            "bundle_bytes_before", "bundle_bytes_after"}`` (owned payload bytes). Each
+            conversion is its own commit, as :meth:`convert_to_reference` without a path.
+        """
+        self._writable("optimize storage")
+        from aiofolio.engine.storage import optimize_storage
+
+        limit = self._storage_threshold(threshold)
+        done = _portal.call(_kw(optimize_storage, self._session, limit))
+        self._after_write()
+        return done
+
+    async def aoptimize_storage(self, threshold: int | str | None = None) -> dict[str, Any]:
+        """Async twin of :meth:`optimize_storage`."""
+        self._writable("optimize storage")
+        from aiofolio.engine.storage import optimize_storage
+
+        limit = self._storage_threshold(threshold)
+        done = await _portal.acall(_kw(optimize_storage, self._session, limit))
+        self._after_write()
+        return done
