@@ -137,7 +137,7 @@ def _pass(ctx: Context) -> list[Row]:
     root, _ = _synthetic_cache(ctx, n)
     store = get_store(str(root))
     settings = resolve_settings(constructor={"cache_dir": str(root)}).settings
-    total = limits.total_size(store)
+    total = store.blobs.total_size()
 
     def run() -> Any:
         entries = limits.gather(store, counts=settings.eviction_policy == "lfu")

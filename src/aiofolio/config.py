@@ -68,6 +68,7 @@ __all__ = [
     "format_duration",
     "format_setting",
     "format_size",
+    "human_size",
     "parse_bool",
     "parse_duration",
     "parse_size",
@@ -317,6 +318,19 @@ def format_size(size: int) -> str:
         if size and size % factor == 0:
             return f"{size // factor}{unit}"
     return f"{size}B"
+
+
+def human_size(size: float) -> str:
+    """Bytes in a short readable form, decimal units as ``GB`` parses: ``"2.1 GB"``, ``"512 B"``.
+
+    For messages and logs; :func:`format_size` is the exact form that parses back.
+    """
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(value) < 1000:
+            return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
 
 
 def format_duration(seconds: float) -> str:

@@ -37,7 +37,7 @@ from aiofolio.backends import NOT_MODIFIED, Backend, ObjectStat
 from aiofolio.bundle import Item, Manifest, parse_manifest, payload_path, version_token
 from aiofolio.config import Settings
 from aiofolio.engine import limits
-from aiofolio.engine.fetch import Chunking, fetch_verified
+from aiofolio.engine.fetch import INLINE_MAX, Chunking, fetch_verified
 from aiofolio.errors import (
     CacheError,
     ChecksumMismatchError,
@@ -84,8 +84,6 @@ their file changed after it was cached (mtime), and always by ``cache_status``/`
 LOCK_TIMEOUT = 120.0
 LOCK_POLL = 0.05
 """Seconds between tries while another process holds the download lock of a blob."""
-INLINE_MAX = 256 * 1024
-"""Hits on blobs up to this size are verified on the event loop (faster than a thread hop)."""
 
 
 class _Abandoned(Exception):
@@ -166,9 +164,9 @@ class BundleCache:
         self._adopted: tuple[str | None, Manifest] | None = None
         """The parsed manifest and the record token it belongs to (replaced as one value)."""
         self._memory_record: BundleRecord | None = None
+        """A read-only cache keeps its checks here (never on disk), so the TTL still holds."""
         self._pending_records: list[tuple[ItemRecord, asyncio.Future[None]]] = []
         self._records_lock = asyncio.Lock()
-        """A read-only cache keeps its checks here (never on disk), so the TTL still holds."""
 
     # -- helpers ---------------------------------------------------------------------------
     @property
@@ -564,12 +562,9 @@ class BundleCache:
                     os.unlink(lock_path(layout, probe))
                 if not works:
                     break  # no locks here: go on without
-            rec = self.cached_item(item)  # one os.stat while the record is unchanged
-            if rec is not None:
-                path = self.store.blobs.path(rec.digest)
-                if await self._thread(self._verify_hit, path, rec, False):
-                    self.store.stats.add(self.url, hits=1, bytes_from_cache=rec.size)
-                    return path
+            path = await self._published_meanwhile(item)
+            if path is not None:
+                return path
             if time.monotonic() >= deadline:
                 log.warning(
                     "%s: another process held the download lock for %.0f s; downloading anyway",
@@ -581,16 +576,24 @@ class BundleCache:
         try:
             if acquired:
                 # Another process may have fetched it while we waited for the lock.
-                rec = self.cached_item(item)  # one os.stat while the record is unchanged
-                if rec is not None:
-                    path = self.store.blobs.path(rec.digest)
-                    if await self._thread(self._verify_hit, path, rec, False):
-                        self.store.stats.add(self.url, hits=1, bytes_from_cache=rec.size)
-                        return path
+                path = await self._published_meanwhile(item)
+                if path is not None:
+                    return path
             return await self._fetch_and_publish(item, url)
         finally:
             if acquired:
                 lock_ctx.__exit__(None, None, None)  # no await: runs even when cancelled
+
+    async def _published_meanwhile(self, item: Item) -> Path | None:
+        """The verified blob of ``item`` if another process cached it meanwhile (a hit)."""
+        rec = self.cached_item(item)  # one os.stat while the record is unchanged
+        if rec is None:
+            return None
+        path = self.store.blobs.path(rec.digest)
+        if not await self._thread(self._verify_hit, path, rec, False):
+            return None
+        self._count_hit(item, path, rec.size)
+        return path
 
     async def _fetch_and_publish(
         self, item: Item, url: str, *, backend: Backend | None = None, remote_token: str = ""
@@ -732,7 +735,7 @@ class BundleCache:
             blob = self.store.blobs.path(rec.digest)
             if await self._thread(self._verify_hit, blob, rec, False):
                 rec.last_verified = now
-                await self._thread(self._record_item, rec)
+                await self._record_item_grouped(rec)
                 self.store.stats.add(self.url, hits=1, bytes_from_cache=rec.size)
                 return blob
         return await self._fetch_and_publish(item, path_url, backend=target, remote_token=token)

@@ -53,12 +53,13 @@ from aiofolio.errors import ChecksumMismatchError, PreconditionFailedError, Tran
 from aiofolio.store import Hashers
 from aiofolio.store._util import pid_alive, unique_name
 
-__all__ = ["Chunking", "download_verified", "fetch_into", "fetch_verified"]
+__all__ = ["INLINE_MAX", "Chunking", "download_verified", "fetch_into", "fetch_verified"]
 
 log = logging.getLogger("aiofolio.fetch")
 
 INLINE_MAX = 256 * 1024
-"""Objects up to this size (by the manifest) are downloaded without worker-thread hops."""
+"""Small-payload bound of the engine: such objects are downloaded, and their cache hits
+verified and deserialized, without worker-thread hops (hashing them takes microseconds)."""
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,6 @@ import functools
 import json
 import logging
 import os
-import stat
 import threading
 import time
 import weakref
@@ -63,7 +62,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio.to_thread
 
-from aiofolio.config import Settings
+from aiofolio.config import Settings, human_size
 from aiofolio.errors import AiofolioError, CacheFullError
 from aiofolio.policy.eviction import Entry, Plan, plan_cleanup, plan_eviction
 from aiofolio.store import BundleRecord, cache_lock
@@ -91,7 +90,6 @@ __all__ = [
     "read_cached",
     "remove_bundles",
     "settle",
-    "total_size",
     "using",
 ]
 
@@ -107,7 +105,6 @@ ORPHAN_PRIORITY: Final = -(2**31)
 LIMITS_LOCK: Final = "limits"
 LOCK_TIMEOUT: Final = 30.0
 _RESERVATION_MAX_AGE: Final = 24 * 3600.0
-_HEX: Final = frozenset("0123456789abcdef")
 _FULL_ERRNOS: Final = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 
@@ -285,7 +282,7 @@ def gather(
             _sync_marks(store)
     busy = in_use() | _marked_by_others(store) | set(protect)
     prefs = prefs_of(store).load_all()
-    blobs = _scan_blobs(store)
+    blobs = store.blobs.scan()
     referenced: set[str] = set()
     entries: list[Entry] = []
     for record in store.records.iter_records():
@@ -328,46 +325,6 @@ def gather(
     return entries
 
 
-def _scan_blobs(store: CacheStore) -> dict[str, tuple[int, float, float]]:
-    """Every blob as ``digest -> (size, atime, mtime)``.
-
-    The same listing as :meth:`~aiofolio.store.blobs.BlobStore.iter_blobs` without building a
-    ``Path`` per blob (which costs more than the ``stat`` itself on 100,000 blobs).
-    """
-    out: dict[str, tuple[int, float, float]] = {}
-    try:
-        with os.scandir(store.layout.blobs_dir) as it:
-            fans = [e.path for e in it if len(e.name) == 2 and e.is_dir(follow_symlinks=False)]
-    except (FileNotFoundError, NotADirectoryError):
-        return out
-    for fan in fans:
-        prefix = os.path.basename(fan)
-        try:
-            with os.scandir(fan) as it:
-                for entry in it:
-                    name = entry.name
-                    if (
-                        not name.startswith(prefix)
-                        or not 8 <= len(name) <= 128
-                        or not _HEX.issuperset(name)
-                    ):
-                        continue  # a stray file, not a blob
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    if stat.S_ISREG(st.st_mode):
-                        out[name] = (st.st_size, st.st_atime_ns / 1e9, st.st_mtime_ns / 1e9)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-    return out
-
-
-def total_size(store: CacheStore) -> int:
-    """Bytes of every blob in the cache (each once)."""
-    return sum(size for size, _, _ in _scan_blobs(store).values())
-
-
 # -- carrying a plan out ------------------------------------------------------------------------
 @dataclass
 class EvictionResult:
@@ -402,15 +359,6 @@ class EvictionResult:
             "limit": self.limit,
             "reached": self.reached,
         }
-
-
-def human_size(n: float) -> str:
-    """``2.1 GB`` style (powers of 1000, as the size settings parse ``GB``)."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} PB"  # pragma: no cover
 
 
 def _execute(store: CacheStore, plan: Plan, *, log_evictions: bool = True) -> EvictionResult:
@@ -473,7 +421,7 @@ def enforce(
     """
     limit = settings.max_cache_size if limit is None else limit
     if limit is None:
-        total = total_size(store)
+        total = store.blobs.total_size()
         return EvictionResult(total_before=total, total_after=total, limit=None)
     if target is None:
         target = int(limit * settings.eviction_threshold)
@@ -530,7 +478,7 @@ def _soft_check(store: CacheStore, settings: Settings, digest: str, size: int) -
     fresh = time.monotonic() - usage.scanned < RESCAN_S
     if fresh and usage.total <= limit:
         return
-    total = total_size(store)
+    total = store.blobs.total_size()
     usage.set(total)
     if total > limit:
         enforce(store, settings, protect=(digest,))
@@ -622,7 +570,7 @@ def _is_full(exc: BaseException) -> bool:
 
 
 def _free_for(store: CacheStore, settings: Settings, need: int) -> EvictionResult:
-    total = total_size(store)
+    total = store.blobs.total_size()
     limit = max(0, total - need)
     return enforce(store, settings, limit=limit, target=limit)
 
@@ -662,7 +610,7 @@ def guarded(
                             f"({item.size_bytes or 'unknown'} bytes) did not fit even after "
                             "evicting; nothing was kept"
                         ) from exc
-                    need = item.size_bytes or total_size(store) // 2  # unknown: free half
+                    need = item.size_bytes or store.blobs.total_size() // 2  # unknown: free half
                     log.warning("disk full while downloading %s; evicting and retrying", what)
                     await _thread(_free_for, store, settings, need)
             if hard and reservation is None:

@@ -50,8 +50,8 @@ from aiofolio.bundle import (
 )
 from aiofolio.config import Settings
 from aiofolio.engine import get_engine, limits
-from aiofolio.engine.cache import INLINE_MAX, BundleCache, chunking_of, get_store
-from aiofolio.engine.fetch import download_verified
+from aiofolio.engine.cache import BundleCache, chunking_of, get_store
+from aiofolio.engine.fetch import INLINE_MAX, download_verified
 from aiofolio.errors import (
     AiofolioWarning,
     CacheError,
@@ -90,6 +90,11 @@ def normalize_bundle_url(path: str | os.PathLike[str]) -> str:
     if text.startswith("gcs://"):
         text = "gs://" + text[len("gcs://") :]
     return text.rstrip("/")
+
+
+def _resolve(manifest: Manifest, name: str, snapshot: str | None) -> Item:
+    """The item ``name`` of the current version, or as ``snapshot`` pinned it."""
+    return manifest.resolve_snapshot(snapshot, name) if snapshot else manifest.current(name)
 
 
 class BundleSession:
@@ -288,18 +293,22 @@ class BundleSession:
         relative = payload_path(item)
         if self.is_local:
             return os.path.join(self.url, *relative.split("/")), False
-        scratch = get_engine().scratch_dir
+        return await self._scratch_copy(item, self.backend, self.object_url(relative)), True
+
+    async def _scratch_copy(self, item: Item, backend: Backend, url: str) -> str:
+        """Download ``item``'s bytes from ``url``, verified, to a private scratch file."""
+        relative = (item.path or "") if item.is_reference else payload_path(item)
         ext = os.path.splitext(relative)[1]
-        dest = os.path.join(scratch, f"{secrets.token_hex(8)}{ext}")
+        dest = os.path.join(get_engine().scratch_dir, f"{secrets.token_hex(8)}{ext}")
         await download_verified(
-            self.backend,
-            self.object_url(relative),
+            backend,
+            url,
             dest,
             md5=item.checksum,
             size=item.size_bytes,
             chunking=chunking_of(self.settings),
         )
-        return dest, True
+        return dest
 
     async def read_item(self, item: Item, opts: Mapping[str, Any]) -> Any:
         """Deserialize one item (a reference reads its external table).
@@ -312,9 +321,13 @@ class BundleSession:
         if item.is_reference:
             return await self._read_reference(item, opts, force_cache=force_cache)
         cache = self.cache
-        if cache is not None and self._bypasses_cache(cache, item, force_cache):
-            return await self._read_uncached_large(item, opts)
-        if cache is not None:
+        if cache is None:
+            path, temporary = await self.local_payload(item)
+        elif self._bypasses_cache(cache, item, force_cache):
+            # Large: a verified private copy (for a local bundle too), read and deleted.
+            url = self.object_url(payload_path(item))
+            path, temporary = await self._large_scratch_copy(item, self.backend, url), True
+        else:
 
             async def use(blob: Path) -> Any:
                 if item.item_type == "artifact":
@@ -328,7 +341,6 @@ class BundleSession:
             # one evicted by another process before it was opened is fetched again.
             owner = self if item.item_type == "artifact" else None
             return await limits.read_cached(cache, item, use, owner=owner)
-        path, temporary = await self.local_payload(item)
         keep = item.item_type == "artifact"  # get() of an artifact returns its path
         try:
             return await self.in_thread(lambda: deserialize(path, item, **dict(opts)))
@@ -348,11 +360,7 @@ class BundleSession:
             return False
         return cache.cached_item(item) is None
 
-    async def _large_scratch_copy(self, item: Item, backend: Backend, url: str) -> str:
-        """Download ``item``'s bytes, verified, to a private scratch file (never the cache)."""
-        relative = (item.path or "") if item.is_reference else payload_path(item)
-        ext = os.path.splitext(relative)[1]
-        dest = os.path.join(get_engine().scratch_dir, f"large-{secrets.token_hex(8)}{ext}")
+    def _log_streaming(self, item: Item) -> None:
         size = item.size_bytes
         log.info(
             "streaming large item %r of %s (%s, at or above large_file_threshold %s) without "
@@ -362,23 +370,11 @@ class BundleSession:
             "size unknown" if size is None else human_size(size),
             human_size(self.settings.large_file_threshold),
         )
-        await download_verified(
-            backend, url, dest, md5=item.checksum, size=size, chunking=chunking_of(self.settings)
-        )
-        return dest
 
-    async def _read_uncached_large(self, item: Item, opts: Mapping[str, Any]) -> Any:
-        """Read a large owned item from a verified scratch copy, deleted after reading."""
-        path = await self._large_scratch_copy(
-            item, self.backend, self.object_url(payload_path(item))
-        )
-        keep = item.item_type == "artifact"  # get() of an artifact returns its path
-        try:
-            return await self.in_thread(lambda: deserialize(path, item, **dict(opts)))
-        finally:
-            if not keep:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+    async def _large_scratch_copy(self, item: Item, backend: Backend, url: str) -> str:
+        """Download ``item``'s bytes, verified, to a private scratch file (never the cache)."""
+        self._log_streaming(item)
+        return await self._scratch_copy(item, backend, url)
 
     def _named_copy(self, item: Item, blob: Path) -> str:
         """A path with the artifact's own file name that points at its cached blob."""
@@ -438,7 +434,7 @@ class BundleSession:
             return MISS
         rest = {k: v for k, v in opts.items() if k != "use_stale"}
         try:
-            item = manifest.resolve_snapshot(snapshot, name) if snapshot else manifest.current(name)
+            item = _resolve(manifest, name, snapshot)
             if item.is_reference or item.item_type in ("artifact", "model"):
                 return MISS
             if check is not None:
@@ -461,7 +457,7 @@ class BundleSession:
         """Resolve ``name`` against a fresh-enough manifest, then read it."""
         use_stale = bool(opts.pop("use_stale", False))
         manifest = await self.current_manifest(use_stale=use_stale)
-        item = manifest.resolve_snapshot(snapshot, name) if snapshot else manifest.current(name)
+        item = _resolve(manifest, name, snapshot)
         if check is not None:
             check(item, opts)
         return await self.read_item(item, opts)
@@ -469,10 +465,15 @@ class BundleSession:
     async def get_path_named(self, name: str, *, snapshot: str | None = None) -> str:
         """``get_path``: the local file of an item, cached first if needed."""
         manifest = await self.current_manifest()
-        item = manifest.resolve_snapshot(snapshot, name) if snapshot else manifest.current(name)
+        item = _resolve(manifest, name, snapshot)
         path = await self.blob_path(item)
         cache = self._cache
-        if cache is not None and not await limits.hand_out_checked(self, cache.store, path):
+        in_blobs = cache is not None and (
+            os.path.dirname(os.path.dirname(path)) == str(cache.store.layout.blobs_dir)
+        )
+        if cache is None or not in_blobs:
+            return path  # not a cached blob (a local payload, a scratch copy): nothing to keep
+        if not await limits.hand_out_checked(self, cache.store, path):
             path = await self.blob_path(item)  # evicted before it was protected: fetch again
         return path  # kept (not evicted by any process) while this session lives
 

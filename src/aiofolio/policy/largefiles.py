@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from aiofolio.bundle.manifest import ITEM_TYPE_DIRS, Item, payload_path
-from aiofolio.config import Settings
+from aiofolio.config import Settings, human_size
 
 __all__ = ["growth_warning", "human_size", "is_large", "owned_payload_bytes", "should_cache"]
 
@@ -62,16 +62,6 @@ def owned_payload_bytes(items: Iterable[Item]) -> int:
         seen.add(path)
         total += item.size_bytes or 0
     return total
-
-
-def human_size(size: int) -> str:
-    """``size`` bytes in a short readable form (decimal units): ``"1.2 GB"``, ``"512 B"``."""
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def growth_warning(
