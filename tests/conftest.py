@@ -105,13 +105,15 @@ def fault_proxy(_fault_proxy_thread: ThreadedServer[FaultServer]) -> Iterator[Fa
 def _isolated_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
-    """Every test gets its own cache folder, and no configure_cache() leaks between tests."""
+    """Every test gets its own cache folder, no ``AIOFOLIO_*``/``DATAFOLIO_*`` variable from the
+    caller's environment, and no configure_cache() leftovers."""
     from aiofolio import config
 
+    for name in list(os.environ):
+        if name.startswith(("AIOFOLIO_", "DATAFOLIO_")):
+            monkeypatch.delenv(name)
     folder = str(tmp_path_factory.mktemp("aiofolio-cache"))
     monkeypatch.setenv("AIOFOLIO_CACHE_DIR", folder)
-    for name in ("DATAFOLIO_CACHE_DIR", "AIOFOLIO_OFFLINE", "AIOFOLIO_CACHE_MODE"):
-        monkeypatch.delenv(name, raising=False)
     config.reset_configure()
     yield folder
     config.reset_configure()
