@@ -4,6 +4,11 @@ This module owns every user-facing knob and where its value came from. It does n
 reading ``<cache_dir>/config.json``, and it reads environment variables only when settings are
 resolved (:func:`resolve_settings`), never at import.
 
+Each setting is written once: a field of :class:`Settings` annotated with a :class:`SettingRow`
+(parser, help, env vars, config-file keys, in ``Annotated[...]`` metadata that msgspec ignores).
+:data:`SETTING_ROWS`, :data:`ENV_VARS`, :data:`CONFIG_FILE_KEYS`, the validation and the
+reference at the end of this docstring are derived from those rows at import.
+
 Precedence, highest first::
 
     call argument > constructor > configure_cache(...) > env var > config file > default
@@ -34,15 +39,17 @@ Every error is a :class:`~aiofolio.errors.ConfigError` whose message names the s
 ``constructor argument cache_ttl``), the bad value and the accepted forms.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: the SettingRow metadata on the Settings fields
+# is evaluated once, when the class is created, and every reader sees those same objects.
 import enum
+import logging
 import math
 import os
 import re
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Literal, NamedTuple
+from types import MappingProxyType
+from typing import Annotated, Any, Final, Literal, NamedTuple, get_args, get_type_hints
 
 import msgspec
 
@@ -53,15 +60,19 @@ __all__ = [
     "CONFIG_FILE_NAME",
     "ENV_VARS",
     "SETTING_NAMES",
+    "SETTING_ROWS",
     "UNSET",
+    "Alias",
     "CacheMode",
     "ChecksumAlgorithm",
     "ConfigFileKey",
     "EnvVar",
     "EvictionPolicy",
     "ResolvedSettings",
+    "SettingRow",
     "Settings",
     "UnsetType",
+    "apply_logging",
     "configure",
     "configured_settings",
     "default_cache_dir",
@@ -358,7 +369,7 @@ _Coerce = Callable[[object, str], object]
 
 
 class _Spec(NamedTuple):
-    kind: str  # bool, auto_bool, size, duration, int, float, choice, path, level
+    kind: str  # bool, auto_bool, size, duration, int, float, choice, path, level, unsupported
     coerce: _Coerce  # (value, source) -> parsed value; raises ConfigError
     types: tuple[type, ...]  # runtime types a Settings field may hold (besides None)
     nullable: bool
@@ -504,37 +515,19 @@ def _level_spec() -> _Spec:
     return _Spec("level", coerce, (str,), False, accepted)
 
 
-_SPECS: Final[dict[str, _Spec]] = {
-    "cache_enabled": _bool_spec(auto=True),
-    "cache_dir": _path_spec(),
-    "cache_ttl": _duration_spec(nullable=True),
-    "cache_mode": _choice_spec(("read-write", "read-only", "write-through", "offline", "disabled")),
-    "cache_on_add": _bool_spec(),
-    "max_cache_size": _size_spec(nullable=True),
-    "hard_limit": _bool_spec(),
-    "eviction_policy": _choice_spec(("lru", "lfu", "fifo")),
-    "eviction_threshold": _fraction_spec(),
-    "checksum_algorithm": _choice_spec(("md5", "xxh3_128", "sha256")),
-    "strict_mode": _bool_spec(),
-    "fallback_to_stale": _bool_spec(),
-    "max_stale_age": _duration_spec(nullable=True),
-    "parallel_downloads": _int_spec(minimum=1),
-    "chunk_size": _size_spec(),
-    "parallel_threshold": _size_spec(minimum=0),
-    "large_file_threshold": _size_spec(),
-    "cache_large_files": _bool_spec(),
-    "stream_large_files": _bool_spec(),
-    "shared_cache_dir": _path_spec(nullable=True),
-    "retry_attempts": _int_spec(minimum=1),
-    "retry_max_time": _duration_spec(positive=True),
-    "connect_timeout": _duration_spec(positive=True),
-    "read_timeout": _duration_spec(positive=True),
-    "progress": _bool_spec(auto=True),
-    "log_level": _level_spec(),
-    "log_cache_hits": _bool_spec(),
-    "log_cache_misses": _bool_spec(),
-    "log_evictions": _bool_spec(),
-}
+def _unsupported_spec(name: str) -> _Spec:
+    accepted = "None/null/'none' only (not supported yet)"
+
+    def coerce(value: object, source: str) -> None:
+        if value is None or (isinstance(value, str) and _word(value) == "none"):
+            return None
+        raise ConfigError(
+            f"{source}: {name} is not supported yet (got {value!r}); leave it unset or set it to "
+            "None/null/'none'"
+        )
+
+    return _Spec("unsupported", coerce, (str,), True, accepted)
+
 
 _LOCAL_SCHEMES: Final = frozenset({"file", "local", "memory"})
 _SCHEME: Final = re.compile(r"[a-z][a-z0-9+.-]+")
@@ -551,6 +544,73 @@ def _is_remote(url: str | os.PathLike[str]) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
+# The rows: each setting is described once, on its Settings field.
+
+
+class Alias(NamedTuple):
+    """An env var or config-file key of a setting with a parser of its own.
+
+    ``parse(value, source)`` returns the parsed value, or :data:`UNSET` when this name does not
+    set anything (``AIOFOLIO_OFFLINE=0``); it raises ``ConfigError``.
+    """
+
+    name: str
+    parse: Callable[[Any, str], object]
+    help: str
+
+
+class SettingRow(NamedTuple):
+    """The one description of a setting, attached to its :class:`Settings` field.
+
+    Written as ``name: Annotated[<type>, SettingRow(...)] = default``; msgspec ignores this
+    metadata. :data:`ENV_VARS`, :data:`CONFIG_FILE_KEYS`, the validation and the docs are all
+    derived from the rows.
+
+    Attributes:
+        spec: How values are parsed and validated.
+        help: One or two sentences for the docs.
+        env: Environment variables, highest priority first (names use the setting's parser;
+            an :class:`Alias` brings its own).
+        file: ``config.json`` key paths (``"section.key"``), highest priority first.
+        default_doc: How to describe the default when it is computed (``default_factory``).
+    """
+
+    spec: _Spec
+    help: str
+    env: tuple[str | Alias, ...]
+    file: tuple[str | Alias, ...]
+    default_doc: str | None = None
+
+
+def _parse_size_limit_mb(raw: str, source: str) -> object:
+    text = _word(raw)
+    if text == "unlimited":
+        return None
+    if re.fullmatch(r"[0-9]+", text) and int(text) > 0:
+        return int(text) * _MiB
+    raise _fail(source, raw, "a positive integer of MB, where 1 MB = 1048576 bytes, or 'unlimited'")
+
+
+def _parse_offline(value: object, source: str) -> object:
+    return "offline" if parse_bool(value, source=source) else UNSET
+
+
+_OFFLINE_ENV: Final = Alias(
+    "AIOFOLIO_OFFLINE",
+    _parse_offline,
+    "true/1 sets cache_mode 'offline' (wins over AIOFOLIO_CACHE_MODE); false sets nothing",
+)
+_OFFLINE_FILE: Final = Alias(
+    "advanced.offline_mode", _parse_offline, "true sets cache_mode 'offline' (wins over it)"
+)
+_SIZE_LIMIT_MB_ENV: Final = Alias(
+    "AIOFOLIO_CACHE_SIZE_LIMIT_MB",
+    _parse_size_limit_mb,
+    "a positive integer of MB of 1048576 bytes (102400 = 100 GiB), or 'unlimited'",
+)
+
+
+# --------------------------------------------------------------------------------------------
 # Settings
 
 
@@ -560,71 +620,293 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     Constructing it directly validates types and ranges but takes parsed values only
     (``cache_ttl=1800``, not ``"30m"``); string forms are for the resolution layers.
 
-    Attributes:
-        cache_enabled: Cache at all; ``None`` = on for remote bundles, off for local paths (see
-            :meth:`cache_enabled_for`).
-        cache_dir: Absolute path of the local cache.
-        cache_ttl: Seconds a bundle's manifest is trusted before one revalidation; ``0`` =
-            always revalidate, ``None`` = never revalidate.
-        cache_mode: ``read-write``, ``read-only`` (use, never fill), ``write-through``,
-            ``offline`` (cache only, no network) or ``disabled``.
-        cache_on_add: Put the bytes of ``add()`` straight into the cache.
-        max_cache_size: Size limit in bytes; ``None`` = unlimited.
-        hard_limit: Refuse downloads that would pass the limit (default: evict afterwards).
-        eviction_policy: ``lru``, ``lfu`` or ``fifo``.
-        eviction_threshold: Evict down to this fraction of ``max_cache_size``, in (0, 1].
-        checksum_algorithm: ``md5``, ``xxh3_128`` or ``sha256``.
-        strict_mode: Raise on checksum mismatch instead of re-downloading.
-        fallback_to_stale: Serve a stale copy when revalidation fails.
-        max_stale_age: Oldest stale copy to serve, in seconds; ``None`` = no limit.
-        parallel_downloads: Concurrent ranged GETs per file (and overall fan-out).
-        chunk_size: Bytes per ranged GET.
-        parallel_threshold: Objects at least this big are fetched in parallel chunks.
-        large_file_threshold: Items at least this big warn with ``LargeFileWarning``.
-        cache_large_files: Cache items at or above ``large_file_threshold``.
-        stream_large_files: Stream such items (verified, to a private scratch file) instead of
-            caching them, whatever ``cache_large_files`` says (the seed's name for it).
-        shared_cache_dir: A read-only shared (institutional) cache tier, or ``None``.
-        retry_attempts: Total tries per request, the first included (1 = no retry).
-        retry_max_time: Total seconds to keep retrying one request.
-        connect_timeout: Seconds to connect.
-        read_timeout: Seconds to wait for data on an open connection.
-        progress: Show progress bars; ``None`` = when stderr is a terminal.
-        log_level: Level for the ``aiofolio`` logger (a name such as ``WARNING``).
-        log_cache_hits: Log each cache hit.
-        log_cache_misses: Log each cache miss.
-        log_evictions: Log each eviction.
+    Each field carries its :class:`SettingRow` (parser, help, env vars, config-file keys); the
+    ``Attributes`` section of this docstring is generated from those rows at import.
     """
 
-    cache_enabled: bool | None = None
-    cache_dir: str = msgspec.field(default_factory=default_cache_dir)
-    cache_ttl: float | None = 1800.0
-    cache_mode: CacheMode = "read-write"
-    cache_on_add: bool = False
-    max_cache_size: int | None = 100 * _GB
-    hard_limit: bool = False
-    eviction_policy: EvictionPolicy = "lru"
-    eviction_threshold: float = 0.9
-    checksum_algorithm: ChecksumAlgorithm = "md5"
-    strict_mode: bool = False
-    fallback_to_stale: bool = True
-    max_stale_age: float | None = 86400.0
-    parallel_downloads: int = 8
-    chunk_size: int = 8 * _MiB
-    parallel_threshold: int = 16 * _MiB
-    large_file_threshold: int = _GB
-    cache_large_files: bool = True
-    stream_large_files: bool = False
-    shared_cache_dir: str | None = None
-    retry_attempts: int = 5
-    retry_max_time: float = 60.0
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    progress: bool | None = None
-    log_level: str = "WARNING"
-    log_cache_hits: bool = False
-    log_cache_misses: bool = True
-    log_evictions: bool = True
+    cache_enabled: Annotated[
+        bool | None,
+        SettingRow(
+            spec=_bool_spec(auto=True),
+            help="Cache at all; ``None`` (auto) = on for remote bundles, off for local paths "
+            "(see :meth:`cache_enabled_for`).",
+            env=("AIOFOLIO_CACHE_ENABLED", "DATAFOLIO_CACHE_ENABLED"),
+            file=("enabled",),
+        ),
+    ] = None
+    cache_dir: Annotated[
+        str,
+        SettingRow(
+            spec=_path_spec(),
+            help="Absolute path of the local cache; ``<cache_dir>/config.json`` is the config "
+            "file.",
+            env=("AIOFOLIO_CACHE_DIR", "DATAFOLIO_CACHE_DIR"),
+            file=("cache_dir",),
+            default_doc="the platform user cache dir (``~/.cache/aiofolio`` on Linux)",
+        ),
+    ] = msgspec.field(default_factory=default_cache_dir)
+    cache_ttl: Annotated[
+        float | None,
+        SettingRow(
+            spec=_duration_spec(nullable=True),
+            help="Seconds a bundle's manifest is trusted before one revalidation; ``0`` = always "
+            "revalidate, ``None`` = never revalidate.",
+            env=("AIOFOLIO_CACHE_TTL", "DATAFOLIO_CACHE_TTL"),
+            file=("defaults.ttl_seconds",),
+        ),
+    ] = 1800.0
+    cache_mode: Annotated[
+        CacheMode,
+        SettingRow(
+            spec=_choice_spec(get_args(CacheMode)),
+            help="``read-write``, ``read-only`` (use, never fill), ``write-through``, "
+            "``offline`` (cache only, no network) or ``disabled``.",
+            env=(_OFFLINE_ENV, "AIOFOLIO_CACHE_MODE"),
+            file=(_OFFLINE_FILE, "defaults.cache_mode"),
+        ),
+    ] = "read-write"
+    cache_on_add: Annotated[
+        bool,
+        SettingRow(
+            spec=_bool_spec(),
+            help="Put the bytes of ``add()`` straight into the cache.",
+            env=("AIOFOLIO_CACHE_ON_ADD",),
+            file=("defaults.cache_on_add",),
+        ),
+    ] = False
+    max_cache_size: Annotated[
+        int | None,
+        SettingRow(
+            spec=_size_spec(nullable=True),
+            help="Size limit in bytes; ``None`` = unlimited.",
+            env=("AIOFOLIO_MAX_CACHE_SIZE", _SIZE_LIMIT_MB_ENV),
+            file=("limits.max_cache_size_bytes",),
+        ),
+    ] = 100 * _GB
+    hard_limit: Annotated[
+        bool,
+        SettingRow(
+            spec=_bool_spec(),
+            help="Refuse downloads that would pass the limit (default: evict afterwards).",
+            env=("AIOFOLIO_HARD_LIMIT", "AIOFOLIO_CACHE_HARD_LIMIT"),
+            file=("limits.hard_limit",),
+        ),
+    ] = False
+    eviction_policy: Annotated[
+        EvictionPolicy,
+        SettingRow(
+            spec=_choice_spec(get_args(EvictionPolicy)),
+            help="Which items go first when the cache is over its limit: ``lru``, ``lfu`` or "
+            "``fifo``.",
+            env=("AIOFOLIO_EVICTION_POLICY",),
+            file=("limits.eviction_policy",),
+        ),
+    ] = "lru"
+    eviction_threshold: Annotated[
+        float,
+        SettingRow(
+            spec=_fraction_spec(),
+            help="Evict down to this fraction of ``max_cache_size``, in (0, 1].",
+            env=("AIOFOLIO_EVICTION_THRESHOLD",),
+            file=("limits.eviction_threshold",),
+        ),
+    ] = 0.9
+    checksum_algorithm: Annotated[
+        ChecksumAlgorithm,
+        SettingRow(
+            spec=_choice_spec(get_args(ChecksumAlgorithm)),
+            help="``md5``, ``xxh3_128`` or ``sha256``.",
+            env=("AIOFOLIO_CHECKSUM_ALGORITHM",),
+            file=("defaults.checksum_algorithm",),
+        ),
+    ] = "md5"
+    strict_mode: Annotated[
+        bool,
+        SettingRow(
+            spec=_bool_spec(),
+            help="Raise on checksum mismatch instead of re-downloading.",
+            env=("AIOFOLIO_STRICT_MODE",),
+            file=("defaults.strict_mode",),
+        ),
+    ] = False
+    fallback_to_stale: Annotated[
+        bool,
+        SettingRow(
+            spec=_bool_spec(),
+            help="Serve a stale copy when revalidation fails.",
+            env=("AIOFOLIO_FALLBACK_TO_STALE",),
+            file=("defaults.fallback_to_stale",),
+        ),
+    ] = True
+    max_stale_age: Annotated[
+        float | None,
+        SettingRow(
+            spec=_duration_spec(nullable=True),
+            help="Oldest stale copy to serve, in seconds; ``None`` = no limit.",
+            env=("AIOFOLIO_MAX_STALE_AGE",),
+            file=("defaults.max_stale_age",),
+        ),
+    ] = 86400.0
+    parallel_downloads: Annotated[
+        int,
+        SettingRow(
+            spec=_int_spec(minimum=1),
+            help="Concurrent ranged GETs per file (and overall fan-out).",
+            env=("AIOFOLIO_PARALLEL_DOWNLOADS",),
+            file=("performance.parallel_downloads",),
+        ),
+    ] = 8
+    chunk_size: Annotated[
+        int,
+        SettingRow(
+            spec=_size_spec(),
+            help="Bytes per ranged GET.",
+            env=("AIOFOLIO_CHUNK_SIZE",),
+            file=("performance.chunk_size_bytes",),
+        ),
+    ] = 8 * _MiB
+    parallel_threshold: Annotated[
+        int,
+        SettingRow(
+            spec=_size_spec(minimum=0),
+            help="Objects at least this big are fetched in parallel chunks.",
+            env=("AIOFOLIO_PARALLEL_THRESHOLD",),
+            file=("performance.parallel_threshold",),
+        ),
+    ] = 16 * _MiB
+    large_file_threshold: Annotated[
+        int,
+        SettingRow(
+            spec=_size_spec(),
+            help="Items at least this big warn with ``LargeFileWarning``.",
+            env=("AIOFOLIO_LARGE_FILE_THRESHOLD",),
+            file=("limits.large_file_threshold",),
+        ),
+    ] = _GB
+    cache_large_files: Annotated[
+        bool,
+        SettingRow(
+            spec=_bool_spec(),
+            help="Cache items at or above ``large_file_threshold``.",
+            env=("AIOFOLIO_CACHE_LARGE_FILES",),
+            file=("limits.cache_large_files",),
+        ),
+    ] = True
+    stream_large_files: Annotated[
+        bool,
+        SettingRow(
+            spec=_bool_spec(),
+            help="Stream such items (verified, to a private scratch file) instead of caching "
+            "them, whatever ``cache_large_files`` says (the seed's name for it).",
+            env=("AIOFOLIO_STREAM_LARGE_FILES",),
+            file=("limits.stream_large_files",),
+        ),
+    ] = False
+    shared_cache_dir: Annotated[
+        str | None,
+        SettingRow(
+            spec=_unsupported_spec("shared_cache_dir"),
+            help="A read-only shared (institutional) cache tier: not supported yet; any value "
+            "but ``None`` is a ``ConfigError`` naming where it was set.",
+            env=("AIOFOLIO_SHARED_CACHE_DIR",),
+            file=("advanced.shared_cache_dir",),
+        ),
+    ] = None
+    retry_attempts: Annotated[
+        int,
+        SettingRow(
+            spec=_int_spec(minimum=1),
+            help="Total tries per request, the first included (1 = no retry).",
+            env=("AIOFOLIO_RETRY_ATTEMPTS",),
+            file=("performance.retry_attempts",),
+        ),
+    ] = 5
+    retry_max_time: Annotated[
+        float,
+        SettingRow(
+            spec=_duration_spec(positive=True),
+            help="Total seconds to keep retrying one request.",
+            env=("AIOFOLIO_RETRY_MAX_TIME",),
+            file=("performance.retry_max_time",),
+        ),
+    ] = 60.0
+    connect_timeout: Annotated[
+        float,
+        SettingRow(
+            spec=_duration_spec(positive=True),
+            help="Seconds to connect.",
+            env=("AIOFOLIO_CONNECT_TIMEOUT",),
+            file=("performance.connect_timeout",),
+        ),
+    ] = 10.0
+    read_timeout: Annotated[
+        float,
+        SettingRow(
+            spec=_duration_spec(positive=True),
+            help="Seconds to wait for data on an open connection.",
+            env=("AIOFOLIO_READ_TIMEOUT",),
+            file=("performance.read_timeout",),
+        ),
+    ] = 60.0
+    progress: Annotated[
+        bool | None,
+        SettingRow(
+            spec=_bool_spec(auto=True),
+            help="Show progress bars; ``None`` (auto) = when stderr is a terminal.",
+            env=("AIOFOLIO_PROGRESS",),
+            file=("logging.progress",),
+        ),
+    ] = None
+    log_level: Annotated[
+        str,
+        SettingRow(
+            spec=_level_spec(),
+            help="Level of the ``aiofolio`` logger, set when a folio resolves its settings and "
+            "only when this setting is not at its default (so the default never overrides a "
+            "level the application set; see :func:`apply_logging`).",
+            env=("AIOFOLIO_LOG_LEVEL",),
+            file=("logging.level",),
+        ),
+    ] = "WARNING"
+    log_cache_hits: Annotated[
+        bool,
+        SettingRow(
+            spec=_bool_spec(),
+            help="One INFO line on the ``aiofolio.cache`` logger per cache hit.",
+            env=("AIOFOLIO_LOG_CACHE_HITS",),
+            file=("logging.log_cache_hits",),
+        ),
+    ] = False
+    log_cache_misses: Annotated[
+        bool,
+        SettingRow(
+            spec=_bool_spec(),
+            help="One INFO line on the ``aiofolio.cache`` logger per cache miss.",
+            env=("AIOFOLIO_LOG_CACHE_MISSES",),
+            file=("logging.log_cache_misses",),
+        ),
+    ] = True
+    log_evictions: Annotated[
+        bool,
+        SettingRow(
+            spec=_bool_spec(),
+            help="One INFO line on the ``aiofolio.limits`` logger per eviction pass (items and "
+            "bytes freed).",
+            env=("AIOFOLIO_LOG_EVICTIONS",),
+            file=("logging.log_evictions",),
+        ),
+    ] = True
+    hit_fast_path: Annotated[
+        bool,
+        SettingRow(
+            spec=_bool_spec(),
+            help="Read a small cached item (at most 256 KiB) within the TTL in the calling "
+            "thread, with no hop to the engine thread; ``False`` sends every read through the "
+            "engine (for benchmarks and debugging).",
+            env=("AIOFOLIO_HIT_FAST_PATH",),
+            file=("advanced.hit_fast_path",),
+        ),
+    ] = True
 
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:
@@ -659,7 +941,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return _is_remote(url)
 
 
+def _collect_rows() -> dict[str, SettingRow]:
+    hints = get_type_hints(Settings, include_extras=True)
+    rows: dict[str, SettingRow] = {}
+    for name in Settings.__struct_fields__:
+        found = [m for m in getattr(hints[name], "__metadata__", ()) if isinstance(m, SettingRow)]
+        if len(found) != 1:
+            raise TypeError(f"Settings.{name} must carry exactly one SettingRow, not {len(found)}")
+        rows[name] = found[0]
+    return rows
+
+
+SETTING_ROWS: Final[Mapping[str, SettingRow]] = MappingProxyType(_collect_rows())
+"""Setting name to its :class:`SettingRow`, in field order."""
+
 SETTING_NAMES: Final[tuple[str, ...]] = Settings.__struct_fields__
+
+_SPECS: Final[dict[str, _Spec]] = {name: row.spec for name, row in SETTING_ROWS.items()}
 
 
 def format_setting(name: str, value: object) -> str:
@@ -682,6 +980,50 @@ def format_setting(name: str, value: object) -> str:
     if kind == "duration" and isinstance(value, int | float):
         return format_duration(float(value))
     return str(value)
+
+
+def _default_text(field: msgspec.structs.FieldInfo) -> str:
+    row = SETTING_ROWS[field.name]
+    if row.default_doc is not None:
+        return row.default_doc
+    if field.default is msgspec.NODEFAULT:
+        return "computed" if field.default_factory is not msgspec.NODEFAULT else "required"
+    return format_setting(field.name, field.default)
+
+
+def _wrap(text: str, indent: str, hang: str = "") -> str:
+    import textwrap
+
+    return textwrap.fill(text, 100, initial_indent=indent, subsequent_indent=indent + hang)
+
+
+def _reference() -> str:
+    lines = [
+        "Every setting, generated from the rows on :class:`Settings`: ``name = default``, its",
+        "environment variables (highest priority first) and its ``config.json`` keys::",
+        "",
+    ]
+    for field in msgspec.structs.fields(Settings):
+        row = SETTING_ROWS[field.name]
+        env = ", ".join(e.name if isinstance(e, Alias) else e for e in row.env)
+        keys = ", ".join(e.name if isinstance(e, Alias) else e for e in row.file)
+        lines.append(f"    {field.name} = {_default_text(field)}")
+        lines.append(_wrap(f"env {env}; file key {keys}", " " * 8))
+        lines.append(_wrap(row.help, " " * 8))
+    return "\n".join(lines) + "\n"
+
+
+def _attributes() -> str:
+    return "\n".join(
+        ["    Attributes:"]
+        + [_wrap(f"{name}: {row.help}", " " * 8, " " * 4) for name, row in SETTING_ROWS.items()]
+    )
+
+
+if __doc__ is not None:  # None under python -OO
+    __doc__ = f"{__doc__}\n{_reference()}"
+if Settings.__doc__ is not None:
+    Settings.__doc__ = f"{Settings.__doc__.rstrip()}\n\n{_attributes()}\n    "
 
 
 class ResolvedSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -713,6 +1055,23 @@ class ResolvedSettings(msgspec.Struct, frozen=True, kw_only=True):
         ]
 
 
+def apply_logging(resolved: ResolvedSettings) -> None:
+    """Set the level of the ``aiofolio`` logger from the ``log_level`` setting.
+
+    Only a ``log_level`` that came from a non-default source (call, constructor,
+    ``configure_cache``, env var or config file) is applied, so the default ``WARNING`` never
+    overrides a level the application set on the ``aiofolio`` logger itself. An explicit
+    setting is applied again each time a folio resolves its settings. Only the level is set:
+    records go to the handlers the application configured (with none, Python's last-resort
+    handler prints WARNING and above).
+
+    Args:
+        resolved: Settings with their provenance, from :func:`resolve_settings`.
+    """
+    if resolved.sources.get("log_level", "default") != "default":
+        logging.getLogger("aiofolio").setLevel(resolved.settings.log_level)
+
+
 # --------------------------------------------------------------------------------------------
 # Environment variables
 
@@ -730,70 +1089,12 @@ class EnvVar(NamedTuple):
     help: str
 
 
-def _env(setting: str, name: str | None = None) -> EnvVar:
-    spec = _SPECS[setting]
-    return EnvVar(name or f"AIOFOLIO_{setting.upper()}", setting, spec.coerce, spec.accepted)
-
-
-def _parse_size_limit_mb(raw: str, source: str) -> object:
-    text = _word(raw)
-    if text == "unlimited":
-        return None
-    if re.fullmatch(r"[0-9]+", text) and int(text) > 0:
-        return int(text) * _MiB
-    raise _fail(source, raw, "a positive integer of MB, where 1 MB = 1048576 bytes, or 'unlimited'")
-
-
-def _parse_offline(raw: str, source: str) -> object:
-    return "offline" if parse_bool(raw, source=source) else UNSET
-
-
-ENV_VARS: Final[tuple[EnvVar, ...]] = (
-    _env("cache_enabled"),
-    _env("cache_enabled", "DATAFOLIO_CACHE_ENABLED"),
-    _env("cache_dir"),
-    _env("cache_dir", "DATAFOLIO_CACHE_DIR"),
-    _env("cache_ttl"),
-    _env("cache_ttl", "DATAFOLIO_CACHE_TTL"),
-    EnvVar(
-        "AIOFOLIO_OFFLINE",
-        "cache_mode",
-        _parse_offline,
-        "true/1 sets cache_mode 'offline' (wins over AIOFOLIO_CACHE_MODE); false sets nothing",
-    ),
-    _env("cache_mode"),
-    _env("cache_on_add"),
-    _env("max_cache_size"),
-    EnvVar(
-        "AIOFOLIO_CACHE_SIZE_LIMIT_MB",
-        "max_cache_size",
-        _parse_size_limit_mb,
-        "a positive integer of MB of 1048576 bytes (102400 = 100 GiB), or 'unlimited'",
-    ),
-    _env("hard_limit"),
-    _env("hard_limit", "AIOFOLIO_CACHE_HARD_LIMIT"),
-    _env("eviction_policy"),
-    _env("eviction_threshold"),
-    _env("checksum_algorithm"),
-    _env("strict_mode"),
-    _env("fallback_to_stale"),
-    _env("max_stale_age"),
-    _env("parallel_downloads"),
-    _env("chunk_size"),
-    _env("parallel_threshold"),
-    _env("large_file_threshold"),
-    _env("cache_large_files"),
-    _env("stream_large_files"),
-    _env("shared_cache_dir"),
-    _env("retry_attempts"),
-    _env("retry_max_time"),
-    _env("connect_timeout"),
-    _env("read_timeout"),
-    _env("progress"),
-    _env("log_level"),
-    _env("log_cache_hits"),
-    _env("log_cache_misses"),
-    _env("log_evictions"),
+ENV_VARS: Final[tuple[EnvVar, ...]] = tuple(
+    EnvVar(entry.name, name, entry.parse, entry.help)
+    if isinstance(entry, Alias)
+    else EnvVar(entry, name, row.spec.coerce, row.spec.accepted)
+    for name, row in SETTING_ROWS.items()
+    for entry in row.env
 )
 """Every environment variable, in priority order within each setting (first set wins)."""
 
@@ -826,50 +1127,59 @@ class ConfigFileKey(NamedTuple):
     help: str
 
 
-def _fkey(path: str, setting: str) -> ConfigFileKey:
-    return ConfigFileKey(path, setting, _SPECS[setting].accepted)
+def _check_version(value: object, source: str) -> object:
+    if not re.fullmatch(r"1(\.[0-9]+)*", str(value)):
+        raise _fail(source, value, "'1.0' (any 1.x version)")
+    return UNSET
 
 
-CONFIG_FILE_KEYS: Final[tuple[ConfigFileKey, ...]] = (
-    ConfigFileKey("version", None, "format version; '1.0' (any 1.x)"),
-    _fkey("enabled", "cache_enabled"),
-    _fkey("cache_dir", "cache_dir"),
-    _fkey("defaults.ttl_seconds", "cache_ttl"),
-    _fkey("defaults.checksum_algorithm", "checksum_algorithm"),
-    _fkey("defaults.strict_mode", "strict_mode"),
-    _fkey("defaults.cache_mode", "cache_mode"),
-    _fkey("defaults.fallback_to_stale", "fallback_to_stale"),
-    _fkey("defaults.max_stale_age", "max_stale_age"),
-    _fkey("defaults.cache_on_add", "cache_on_add"),
-    _fkey("limits.max_cache_size_bytes", "max_cache_size"),
-    _fkey("limits.hard_limit", "hard_limit"),
-    _fkey("limits.eviction_policy", "eviction_policy"),
-    _fkey("limits.eviction_threshold", "eviction_threshold"),
-    _fkey("limits.large_file_threshold", "large_file_threshold"),
-    _fkey("limits.cache_large_files", "cache_large_files"),
-    _fkey("limits.stream_large_files", "stream_large_files"),
-    _fkey("performance.parallel_downloads", "parallel_downloads"),
-    _fkey("performance.chunk_size_bytes", "chunk_size"),
-    _fkey("performance.parallel_threshold", "parallel_threshold"),
-    ConfigFileKey("performance.compression", None, "accepted and ignored"),
-    _fkey("performance.retry_attempts", "retry_attempts"),
-    _fkey("performance.retry_max_time", "retry_max_time"),
-    _fkey("performance.connect_timeout", "connect_timeout"),
-    _fkey("performance.read_timeout", "read_timeout"),
-    _fkey("logging.level", "log_level"),
-    _fkey("logging.log_cache_hits", "log_cache_hits"),
-    _fkey("logging.log_cache_misses", "log_cache_misses"),
-    _fkey("logging.log_evictions", "log_evictions"),
-    _fkey("logging.progress", "progress"),
-    ConfigFileKey("advanced.content_addressable_storage", None, "accepted and ignored (always on)"),
-    _fkey("advanced.shared_cache_dir", "shared_cache_dir"),
-    ConfigFileKey(
-        "advanced.offline_mode", "cache_mode", "true sets cache_mode 'offline' (wins over it)"
-    ),
+def _ignore(value: object, source: str) -> object:
+    return UNSET
+
+
+# Keys of the seed's format that set no setting (so not part of any row).
+_OTHER_FILE_KEYS: Final = (
+    Alias("version", _check_version, "format version; '1.0' (any 1.x)"),
+    Alias("performance.compression", _ignore, "accepted and ignored"),
+    Alias("advanced.content_addressable_storage", _ignore, "accepted and ignored (always on)"),
 )
+_SECTION_ORDER: Final = ("", "defaults", "limits", "performance", "logging", "advanced")
+
+
+class _FileEntry(NamedTuple):
+    key: ConfigFileKey
+    parse: Callable[[Any, str], object]
+    relative_path: bool  # a path value, taken relative to the file's folder
+
+
+def _file_entries() -> list[_FileEntry]:
+    version, *others = (
+        _FileEntry(ConfigFileKey(a.name, None, a.help), a.parse, False) for a in _OTHER_FILE_KEYS
+    )
+    entries = [version]
+    for name, row in SETTING_ROWS.items():
+        for entry in row.file:
+            if isinstance(entry, Alias):
+                entries.append(
+                    _FileEntry(ConfigFileKey(entry.name, name, entry.help), entry.parse, False)
+                )
+            else:
+                key = ConfigFileKey(entry, name, row.spec.accepted)
+                entries.append(_FileEntry(key, row.spec.coerce, row.spec.kind == "path"))
+    entries += others
+
+    def section(entry: _FileEntry) -> int:
+        head = entry.key.path.rpartition(".")[0]
+        return _SECTION_ORDER.index(head) if head in _SECTION_ORDER else len(_SECTION_ORDER)
+
+    return sorted(entries, key=section)  # stable: version first, then field order per section
+
+
+_FILE_ENTRIES: Final = {entry.key.path: entry for entry in _file_entries()}
+
+CONFIG_FILE_KEYS: Final[tuple[ConfigFileKey, ...]] = tuple(e.key for e in _FILE_ENTRIES.values())
 """Every key ``config.json`` accepts; anything else is a ``ConfigError``."""
 
-_FILE_KEY_MAP: Final = {key.path: key for key in CONFIG_FILE_KEYS}
 _FILE_SECTIONS: Final = frozenset(
     key.path.split(".")[0] for key in CONFIG_FILE_KEYS if "." in key.path
 )
@@ -897,8 +1207,6 @@ def _parse_file(data: object, path: str) -> _Layer:
         raise ConfigError(f"config file {path}: the top level must be a JSON object")
     provenance = f"file:{path}"
     base = os.path.dirname(path)
-    layer: _Layer = {}
-    offline = False
     items: list[tuple[str, object]] = []
     for key, value in data.items():
         if key in _FILE_SECTIONS:
@@ -907,23 +1215,21 @@ def _parse_file(data: object, path: str) -> _Layer:
             items.extend((f"{key}.{sub}", subvalue) for sub, subvalue in value.items())
         else:
             items.append((key, value))
+    parsed: dict[str, object] = {}  # key path -> parsed value (every key is validated)
     for keypath, value in items:
-        entry = _FILE_KEY_MAP.get(keypath)
+        entry = _FILE_ENTRIES.get(keypath)
         if entry is None:
-            raise _unknown(keypath, list(_FILE_KEY_MAP), f"config file {path}", "key")
-        source = f"file {path} key {keypath}"
-        if keypath == "version":
-            if not re.fullmatch(r"1(\.[0-9]+)*", str(value)):
-                raise _fail(source, value, "'1.0' (any 1.x version)")
-        elif keypath == "advanced.offline_mode":
-            offline = parse_bool(value, source=source)
-        elif entry.setting is not None:
-            spec = _SPECS[entry.setting]
-            if spec.kind == "path" and isinstance(value, str) and value.strip():
-                value = os.path.join(base, os.path.expanduser(value))  # relative to the file
-            layer[entry.setting] = (spec.coerce(value, source), provenance)
-    if offline:
-        layer["cache_mode"] = ("offline", provenance)
+            raise _unknown(keypath, list(_FILE_ENTRIES), f"config file {path}", "key")
+        if entry.relative_path and isinstance(value, str) and value.strip():
+            value = os.path.join(base, os.path.expanduser(value))
+        parsed[keypath] = entry.parse(value, f"file {path} key {keypath}")
+    layer: _Layer = {}
+    for name, row in SETTING_ROWS.items():  # within a setting, the first key given wins
+        for key in row.file:
+            value = parsed.get(key.name if isinstance(key, Alias) else key, UNSET)
+            if value is not UNSET:
+                layer[name] = (value, provenance)
+                break
     return layer
 
 

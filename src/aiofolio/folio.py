@@ -23,7 +23,7 @@ from aiofolio._calls import kw as _kw
 from aiofolio._folio_cache import CacheMethods
 from aiofolio._progress import DownloadWatch
 from aiofolio.bundle import REFERENCE_ITEM_TYPE, Item, Manifest, payload_path
-from aiofolio.config import UNSET, Settings, resolve_settings
+from aiofolio.config import UNSET, Settings, apply_logging, resolve_settings
 from aiofolio.engine.session import MISS, BundleSession, normalize_bundle_url
 from aiofolio.errors import ReadOnlyError
 
@@ -225,6 +225,7 @@ class DataFolio(CacheMethods):
         if random_suffix:
             url = f"{url}-{secrets.token_hex(3)}"
         self._resolved = resolve_settings(constructor=_settings_layer(settings))
+        apply_logging(self._resolved)  # log_level, when it is set anywhere but the default
         self._max_eager_bytes = max_eager_bytes
         self._snapshot = snapshot
         self._session = session or BundleSession(
@@ -383,9 +384,9 @@ class DataFolio(CacheMethods):
 
         Saves the engine round trip on a hit within the TTL; see
         :meth:`~aiofolio.engine.session.BundleSession.read_hit_now` for when it applies.
-        ``AIOFOLIO_HIT_FAST_PATH=0`` turns it off (read at each call, for benchmarks).
+        The ``hit_fast_path`` setting (``False``) turns it off.
         """
-        if os.environ.get("AIOFOLIO_HIT_FAST_PATH", "1") == "0" or _portal.in_engine_thread():
+        if not self.settings.hit_fast_path or _portal.in_engine_thread():
             return MISS
         return self._session.read_hit_now(
             name, opts, snapshot=self._snapshot, check=self._check_eager

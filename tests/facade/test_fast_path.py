@@ -5,7 +5,8 @@ on requests at the loopback HTTP server, and on the bytes:
 
 * a hit within the TTL: no portal call, no request, right value, counted as a hit;
 * TTL passed, a large item, an artifact, an unknown name, bad options, a corrupt blob,
-  ``AIOFOLIO_HIT_FAST_PATH=0``: the engine path runs and does what it always did;
+  ``hit_fast_path=False`` (or ``AIOFOLIO_HIT_FAST_PATH=0``): the engine path runs and does
+  what it always did;
 * from the engine thread, a sync ``get`` is still a usage error (never a silent success).
 """
 
@@ -159,15 +160,38 @@ def test_a_corrupt_small_blob_is_never_served_by_the_fast_path(
     assert http_server.stats.requests(method="GET") == payload_gets + 1
 
 
-def test_the_env_switch_turns_the_fast_path_off(
-    bundle_url: str, hops: list[str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("switch", ["env", "argument", "configure_cache"])
+def test_the_hit_fast_path_setting_turns_the_fast_path_off(
+    bundle_url: str,
+    http_server: FaultServer,
+    hops: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    switch: str,
 ) -> None:
     now = [START]
-    folio = _warm(bundle_url, now)
-    monkeypatch.setenv("AIOFOLIO_HIT_FAST_PATH", "0")
+    settings: dict[str, Any] = {}
+    if switch == "env":
+        monkeypatch.setenv("AIOFOLIO_HIT_FAST_PATH", "0")
+    elif switch == "argument":
+        settings["hit_fast_path"] = False
+    else:
+        DataFolio.configure_cache(hit_fast_path=False)
+    folio = DataFolio(bundle_url, cache_ttl=TTL, clock=lambda: now[0], **settings)
+    assert folio.settings.hit_fast_path is False
+    folio.get("small")  # the miss
+    before_requests = http_server.stats.requests()
+    before_hits = folio.cache_stats()["hits"]
     hops.clear()
-    np.testing.assert_array_equal(folio.get("small"), SMALL)
-    assert hops == ["_read_one"]
+    for _ in range(3):
+        np.testing.assert_array_equal(folio.get("small"), SMALL)
+
+    async def main() -> Any:
+        return await folio.aget("small")
+
+    np.testing.assert_array_equal(asyncio.run(main()), SMALL)
+    assert hops == ["_read_one"] * 4  # every hit went through the engine thread
+    assert http_server.stats.requests() == before_requests  # still hits: no request
+    assert folio.cache_stats()["hits"] == before_hits + 4
 
 
 def test_hits_from_eight_threads_at_once_are_all_right(bundle_url: str) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import re
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,10 @@ from aiofolio.config import (
     CONFIG_FILE_KEYS,
     ENV_VARS,
     SETTING_NAMES,
+    SETTING_ROWS,
     UNSET,
+    Alias,
+    SettingRow,
     Settings,
     configure,
     configured_settings,
@@ -273,6 +279,7 @@ def test_settings_defaults() -> None:
     assert s.progress is None
     assert s.log_level == "WARNING"
     assert (s.log_cache_hits, s.log_cache_misses, s.log_evictions) == (False, True, True)
+    assert s.hit_fast_path is True
 
 
 def test_settings_is_frozen() -> None:
@@ -284,7 +291,7 @@ def test_settings_is_frozen() -> None:
 
 def test_setting_names_match_struct_fields() -> None:
     assert [f.name for f in msgspec.structs.fields(Settings)] == list(SETTING_NAMES)
-    assert len(SETTING_NAMES) == 29
+    assert len(SETTING_NAMES) == 30
     assert SETTING_NAMES[:3] == ("cache_enabled", "cache_dir", "cache_ttl")
 
 
@@ -428,7 +435,7 @@ ENV_CASES: list[tuple[str, str, str, object]] = [
     ("AIOFOLIO_LARGE_FILE_THRESHOLD", "2GB", "large_file_threshold", 2 * GB),
     ("AIOFOLIO_CACHE_LARGE_FILES", "no", "cache_large_files", False),
     ("AIOFOLIO_STREAM_LARGE_FILES", "yes", "stream_large_files", True),
-    ("AIOFOLIO_SHARED_CACHE_DIR", "{tmp}/shared", "shared_cache_dir", "{tmp}/shared"),
+    ("AIOFOLIO_SHARED_CACHE_DIR", "none", "shared_cache_dir", None),
     ("AIOFOLIO_RETRY_ATTEMPTS", "3", "retry_attempts", 3),
     ("AIOFOLIO_RETRY_MAX_TIME", "2m", "retry_max_time", 120.0),
     ("AIOFOLIO_CONNECT_TIMEOUT", "5", "connect_timeout", 5.0),
@@ -438,6 +445,7 @@ ENV_CASES: list[tuple[str, str, str, object]] = [
     ("AIOFOLIO_LOG_CACHE_HITS", "true", "log_cache_hits", True),
     ("AIOFOLIO_LOG_CACHE_MISSES", "false", "log_cache_misses", False),
     ("AIOFOLIO_LOG_EVICTIONS", "false", "log_evictions", False),
+    ("AIOFOLIO_HIT_FAST_PATH", "0", "hit_fast_path", False),
 ]
 
 
@@ -637,8 +645,9 @@ FULL_FILE: dict[str, Any] = {
     },
     "advanced": {
         "content_addressable_storage": False,
-        "shared_cache_dir": "/shared/lab/cache",
+        "shared_cache_dir": None,
         "offline_mode": False,
+        "hit_fast_path": False,
     },
 }
 
@@ -670,7 +679,8 @@ FULL_FILE_EXPECTED: dict[str, object] = {
     "log_cache_misses": False,
     "log_evictions": False,
     "progress": False,
-    "shared_cache_dir": "/shared/lab/cache",
+    "shared_cache_dir": None,
+    "hit_fast_path": False,
 }
 
 
@@ -749,11 +759,15 @@ def test_config_file_is_only_looked_up_in_the_first_cache_dir(default_dir: Path)
     assert resolved.config_file == str(default_dir / "config.json")
 
 
-def test_config_file_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+def test_config_file_relative_paths_are_relative_to_the_file(
+    tmp_path: Path, default_dir: Path
+) -> None:
+    write_config(default_dir, {"cache_dir": "../sub"})
+    resolved = resolve_settings(environ={})
+    assert resolved.settings.cache_dir == os.path.normpath(str(default_dir.parent / "sub"))
     cache = tmp_path / "cache"
-    write_config(cache, {"cache_dir": "sub", "advanced": {"shared_cache_dir": "../shared"}})
+    write_config(cache, {"cache_dir": "sub"})
     resolved = resolve_settings(environ={"AIOFOLIO_CACHE_DIR": str(cache)})
-    assert resolved.settings.shared_cache_dir == os.path.normpath(str(tmp_path / "shared"))
     assert resolved.settings.cache_dir == str(cache)  # env beats the file's cache_dir
 
 
@@ -997,11 +1011,10 @@ def test_cache_dir_is_absolute_and_user_expanded(
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    resolved = resolve_settings(
-        constructor={"cache_dir": "~/c", "shared_cache_dir": "rel"}, environ={}
-    )
+    resolved = resolve_settings(constructor={"cache_dir": "~/c"}, environ={})
     assert resolved.settings.cache_dir == str(tmp_path / "c")
-    assert resolved.settings.shared_cache_dir == str(tmp_path / "rel")
+    resolved = resolve_settings(constructor={"cache_dir": "rel"}, environ={})
+    assert resolved.settings.cache_dir == str(tmp_path / "rel")
 
 
 @pytest.mark.parametrize(
@@ -1026,8 +1039,8 @@ def test_bad_values_in_layers_name_the_layer() -> None:
         resolve_settings(call={"cache_ttl": "soon"}, environ={})
     with pytest.raises(ConfigError, match=r"^constructor argument eviction_threshold: invalid"):
         resolve_settings(constructor={"eviction_threshold": 0}, environ={})
-    with pytest.raises(ConfigError, match=r"^constructor argument shared_cache_dir: invalid"):
-        resolve_settings(constructor={"shared_cache_dir": ""}, environ={})
+    with pytest.raises(ConfigError, match=r"^call argument cache_dir: invalid value ''"):
+        resolve_settings(call={"cache_dir": ""}, environ={})
 
 
 def test_a_bad_value_in_a_lower_layer_is_still_reported(default_dir: Path) -> None:
@@ -1111,11 +1124,234 @@ def test_rows_of_defaults_parse_back(default_dir: Path) -> None:
     assert set(again.sources.values()) == {"call"}
 
 
-def test_env_none_clears_a_shared_cache_dir_from_the_file(default_dir: Path) -> None:
+# --------------------------------------------------------------------------------------------
+# One row per setting
+
+
+def test_every_field_has_exactly_one_row_with_env_file_and_help() -> None:
+    hints = typing.get_type_hints(Settings, include_extras=True)
+    assert list(hints) == list(SETTING_NAMES)
+    for name, hint in hints.items():
+        rows = [m for m in getattr(hint, "__metadata__", ()) if isinstance(m, SettingRow)]
+        assert len(rows) == 1, name
+        row = rows[0]
+        assert SETTING_ROWS[name] is row
+        assert row.help.strip().endswith("."), name
+        assert row.env, name
+        assert row.file, name
+        names = [e.name if isinstance(e, Alias) else e for e in row.env]
+        assert f"AIOFOLIO_{name.upper()}" in names, name
+    env_names = [var.name for var in ENV_VARS]
+    assert len(env_names) == len(set(env_names))
+    key_paths = [key.path for key in CONFIG_FILE_KEYS]
+    assert len(key_paths) == len(set(key_paths))
+    assert {key.setting for key in CONFIG_FILE_KEYS} - {None} == set(SETTING_NAMES)
+    assert key_paths[0] == "version"
+
+
+def test_tables_are_derived_from_the_rows() -> None:
+    for var in ENV_VARS:
+        row = SETTING_ROWS[var.setting]
+        entry = next(e for e in row.env if (e.name if isinstance(e, Alias) else e) == var.name)
+        if isinstance(entry, Alias):
+            assert (var.parse, var.help) == (entry.parse, entry.help)
+        else:
+            assert (var.parse, var.help) == (row.spec.coerce, row.spec.accepted)
+    # Order within a setting is the row's order: that is the env precedence.
+    for name, row in SETTING_ROWS.items():
+        in_table = [var.name for var in ENV_VARS if var.setting == name]
+        assert in_table == [e.name if isinstance(e, Alias) else e for e in row.env]
+
+
+def test_msgspec_ignores_the_row_metadata() -> None:
+    info = msgspec.inspect.type_info(Settings)
+    assert isinstance(info, msgspec.inspect.StructType)
+    by_name = {f.name: f for f in info.fields}
+    assert by_name["cache_ttl"].type == msgspec.inspect.UnionType(
+        (msgspec.inspect.FloatType(), msgspec.inspect.NoneType())
+    )
+    assert by_name["parallel_downloads"].type == msgspec.inspect.IntType()
+    assert by_name["hit_fast_path"].default is True
+    s = Settings(cache_dir="/c", cache_ttl=None, eviction_policy="lfu", hit_fast_path=False)
+    assert msgspec.json.decode(msgspec.json.encode(s), type=Settings) == s
+    with pytest.raises(msgspec.ValidationError, match="Expected `bool`"):
+        msgspec.json.decode(b'{"cache_dir": "/c", "hit_fast_path": "no"}', type=Settings)
+
+
+def test_module_doc_and_settings_doc_list_every_setting() -> None:
+    doc = config.__doc__ or ""
+    reference = doc[doc.index("Every setting, generated from the rows") :]
+    settings_doc = Settings.__doc__ or ""
+    for name, row in SETTING_ROWS.items():
+        entry = reference[reference.index(f"\n    {name} = ") + 1 :]
+        flat = " ".join(re.split(r"\n    (?=\S)", entry)[0].split())
+        for e in (*row.env, *row.file):
+            assert (e.name if isinstance(e, Alias) else e) in flat, (name, e)
+        assert " ".join(row.help.split()) in flat, name
+        assert f"\n        {name}: " in settings_doc, name
+    assert "    cache_ttl = 30m\n" in reference
+    assert "    max_cache_size = 100GB\n" in reference
+    assert "    cache_dir = the platform user cache dir" in reference
+    assert "    shared_cache_dir = none\n" in reference
+
+
+def test_readme_settings_table_names_real_settings_and_env_vars() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Settings") :]
+    table = [line for line in section.split("\n## ")[0].splitlines() if line.startswith("| `")]
+    assert len(table) >= 5
+    env_of = {var.name: var.setting for var in ENV_VARS}
+    for line in table:
+        cells = line.split("|")
+        names = re.findall(r"`([a-z_]+)`", cells[1])
+        assert names, line
+        assert set(names) <= set(SETTING_NAMES), line
+        for var in re.findall(r"`(AIOFOLIO_[A-Z_]+|DATAFOLIO_[A-Z_]+)", cells[3]):
+            assert env_of.get(var) in names, (line, var)
+
+
+# --------------------------------------------------------------------------------------------
+# log_level
+
+
+@pytest.fixture
+def aiofolio_logger() -> Iterator[logging.Logger]:
+    logger = logging.getLogger("aiofolio")
+    level = logger.level
+    yield logger
+    logger.setLevel(level)
+
+
+def test_log_level_sets_the_aiofolio_logger_in_a_new_folio(
+    tmp_path: Path, aiofolio_logger: logging.Logger
+) -> None:
+    from aiofolio import DataFolio
+
+    aiofolio_logger.setLevel(logging.ERROR)
+    folio = DataFolio(tmp_path / "a", cache_enabled=False, log_level="debug")
+    assert folio.settings.log_level == "DEBUG"
+    assert aiofolio_logger.level == logging.DEBUG
+    assert logging.getLogger("aiofolio.cache").isEnabledFor(logging.DEBUG)
+
+
+def test_default_log_level_leaves_the_applications_level_alone(
+    tmp_path: Path, aiofolio_logger: logging.Logger
+) -> None:
+    from aiofolio import DataFolio
+
+    aiofolio_logger.setLevel(logging.ERROR)
+    folio = DataFolio(tmp_path / "a", cache_enabled=False)
+    assert folio.settings.log_level == "WARNING"
+    assert aiofolio_logger.level == logging.ERROR
+
+
+def test_log_level_from_env_and_file(
+    tmp_path: Path,
+    default_dir: Path,
+    aiofolio_logger: logging.Logger,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiofolio import DataFolio
+
+    write_config(default_dir, {"logging": {"level": "INFO"}})
+    aiofolio_logger.setLevel(logging.ERROR)
+    DataFolio(tmp_path / "a", cache_enabled=False)
+    assert aiofolio_logger.level == logging.INFO
+    monkeypatch.setenv("AIOFOLIO_LOG_LEVEL", "warn")  # an explicit WARNING is applied too
+    DataFolio(tmp_path / "b", cache_enabled=False)
+    assert aiofolio_logger.level == logging.WARNING
+
+
+def test_apply_logging_uses_the_source_not_the_value(aiofolio_logger: logging.Logger) -> None:
+    aiofolio_logger.setLevel(logging.CRITICAL)
+    config.apply_logging(resolve_settings(environ={}))
+    assert aiofolio_logger.level == logging.CRITICAL
+    config.apply_logging(resolve_settings(call={"log_level": "WARNING"}, environ={}))
+    assert aiofolio_logger.level == logging.WARNING
+
+
+# --------------------------------------------------------------------------------------------
+# shared_cache_dir: not supported yet, from any layer
+
+
+def _shared_error(excinfo: pytest.ExceptionInfo[ConfigError], source: str) -> None:
+    message = str(excinfo.value)
+    assert message.startswith(f"{source}: shared_cache_dir is not supported yet"), message
+    assert "'/shared'" in message
+
+
+def test_shared_cache_dir_from_a_call_or_constructor_argument() -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_settings(call={"shared_cache_dir": "/shared"}, environ={})
+    _shared_error(info, "call argument shared_cache_dir")
+    with pytest.raises(ConfigError) as info:
+        resolve_settings(constructor={"shared_cache_dir": "/shared"}, environ={})
+    _shared_error(info, "constructor argument shared_cache_dir")
+
+
+def test_shared_cache_dir_from_a_folio_constructor(tmp_path: Path) -> None:
+    from aiofolio import DataFolio
+
+    with pytest.raises(ConfigError) as info:
+        DataFolio(tmp_path / "a", shared_cache_dir="/shared")
+    _shared_error(info, "constructor argument shared_cache_dir")
+    assert not (tmp_path / "a").exists()
+
+
+def test_shared_cache_dir_from_env() -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_settings(environ={"AIOFOLIO_SHARED_CACHE_DIR": "/shared"})
+    _shared_error(info, "env AIOFOLIO_SHARED_CACHE_DIR")
+
+
+def test_shared_cache_dir_from_the_config_file(default_dir: Path) -> None:
     path = write_config(default_dir, {"advanced": {"shared_cache_dir": "/shared"}})
-    from_file = resolve_settings(environ={})
-    assert from_file.settings.shared_cache_dir == "/shared"
-    assert from_file.sources["shared_cache_dir"] == f"file:{path}"
-    cleared = resolve_settings(environ={"AIOFOLIO_SHARED_CACHE_DIR": "none"})
-    assert cleared.settings.shared_cache_dir is None
-    assert cleared.sources["shared_cache_dir"] == "env:AIOFOLIO_SHARED_CACHE_DIR"
+    with pytest.raises(ConfigError) as info:
+        resolve_settings(environ={})
+    _shared_error(info, f"file {path} key advanced.shared_cache_dir")
+    # Like any bad file value, it is reported even when a higher layer says none.
+    with pytest.raises(ConfigError) as info:
+        resolve_settings(environ={"AIOFOLIO_SHARED_CACHE_DIR": "none"})
+    _shared_error(info, f"file {path} key advanced.shared_cache_dir")
+
+
+def test_shared_cache_dir_from_configure() -> None:
+    with pytest.raises(ConfigError) as info:
+        configure(shared_cache_dir="/shared")
+    _shared_error(info, "configure_cache argument shared_cache_dir")
+    assert configured_settings() == {}
+
+
+def test_shared_cache_dir_in_settings_directly() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings(cache_dir="/c", shared_cache_dir="/shared")
+    _shared_error(info, "Settings(shared_cache_dir=...)")
+
+
+@pytest.mark.parametrize("value", [None, "none", " None "])
+def test_shared_cache_dir_none_is_fine_everywhere(default_dir: Path, value: str | None) -> None:
+    write_config(default_dir, {"advanced": {"shared_cache_dir": value}})
+    configure(shared_cache_dir=value)
+    environ = {"AIOFOLIO_SHARED_CACHE_DIR": value or "none"}
+    resolved = resolve_settings(call={"shared_cache_dir": value}, environ=environ)
+    assert resolved.settings.shared_cache_dir is None
+    assert resolved.sources["shared_cache_dir"] == "call"
+
+
+# --------------------------------------------------------------------------------------------
+# hit_fast_path (observed on a folio in tests/facade/test_fast_path.py)
+
+
+def test_hit_fast_path_from_each_layer(default_dir: Path) -> None:
+    path = write_config(default_dir, {"advanced": {"hit_fast_path": False}})
+    resolved = resolve_settings(environ={})
+    assert (resolved.settings.hit_fast_path, resolved.sources["hit_fast_path"]) == (
+        False,
+        f"file:{path}",
+    )
+    resolved = resolve_settings(environ={"AIOFOLIO_HIT_FAST_PATH": "1"})
+    assert resolved.settings.hit_fast_path is True
+    resolved = resolve_settings(constructor={"hit_fast_path": "off"}, environ={})
+    assert resolved.settings.hit_fast_path is False
+    with pytest.raises(ConfigError, match=r"^env AIOFOLIO_HIT_FAST_PATH: invalid value 'fast'"):
+        resolve_settings(environ={"AIOFOLIO_HIT_FAST_PATH": "fast"})
