@@ -1,7 +1,8 @@
 """aiofolio: an async-first caching client for DataFolio bundles.
 
 The public API is what ``__all__`` lists (a test keeps it honest); every other module is
-private. See README.md for the quickstart and ../DESIGN.md for the architecture.
+private. Every type a public method takes or returns that a caller may want to annotate
+(``Settings``, ``MetadataDict``, ``Item``, ``WarmHandle``, ...) is exported here. See README.md for the quickstart and ../DESIGN.md for the architecture.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from aiofolio.errors import (
     AiofolioError,
     AiofolioWarning,
+    ArgumentTypeError,
     CacheCorruptedError,
     CacheError,
     CacheFullError,
@@ -17,6 +19,7 @@ from aiofolio.errors import (
     ConcurrentWriteError,
     ConfigError,
     IntegrityError,
+    InvalidArgumentError,
     ItemNotFoundError,
     LargeFileWarning,
     ManifestError,
@@ -37,9 +40,12 @@ from aiofolio.errors import (
 
 __version__ = "0.1.0"
 
+from aiofolio.bundle import Item
+from aiofolio.config import Settings
+from aiofolio.engine.cache import InvalidationCallback
 from aiofolio.engine.revalidate import RefreshOutcome
 from aiofolio.engine.warm import WarmHandle, WarmProgress, WarmResult
-from aiofolio.folio import DataFolio  # imported after __version__, which it uses
+from aiofolio.folio import DataFolio, MetadataDict  # imported after __version__, which it uses
 
 refresh_all = DataFolio.refresh_all
 arefresh_all = DataFolio.arefresh_all
@@ -47,6 +53,7 @@ arefresh_all = DataFolio.arefresh_all
 __all__ = [
     "AiofolioError",
     "AiofolioWarning",
+    "ArgumentTypeError",
     "CacheCorruptedError",
     "CacheError",
     "CacheFullError",
@@ -56,9 +63,13 @@ __all__ = [
     "ConfigError",
     "DataFolio",
     "IntegrityError",
+    "InvalidArgumentError",
+    "InvalidationCallback",
+    "Item",
     "ItemNotFoundError",
     "LargeFileWarning",
     "ManifestError",
+    "MetadataDict",
     "NotCachedError",
     "PreconditionFailedError",
     "ReadOnlyError",
@@ -68,6 +79,7 @@ __all__ = [
     "RemotePermissionError",
     "RemoteTimeoutError",
     "RemoteUpdateWarning",
+    "Settings",
     "StaleDataWarning",
     "ThrottledError",
     "TransientError",

@@ -30,6 +30,7 @@ from aiofolio.engine.warm import (
     large_slots,
     start_background,
 )
+from aiofolio.errors import ArgumentTypeError, InvalidArgumentError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -40,6 +41,13 @@ if TYPE_CHECKING:
     from aiofolio.folio import DataFolio
 
 __all__ = ["CacheMethods"]
+
+
+def _check_concurrency(concurrency: int) -> int:
+    """``concurrency`` if it is at least 1, else :class:`InvalidArgumentError`."""
+    if concurrency < 1:
+        raise InvalidArgumentError(f"concurrency must be at least 1, got {concurrency}")
+    return concurrency
 
 
 class CacheMethods:
@@ -68,6 +76,8 @@ class CacheMethods:
 
         def refresh(self) -> Self: ...
 
+        async def arefresh(self) -> Self: ...
+
     # -- the cache ---------------------------------------------------------------------------
     def cache_status(self, name: str) -> dict[str, Any]:
         """Whether ``name`` is cached, where, how big, since when, and whether it verifies.
@@ -75,9 +85,16 @@ class CacheMethods:
         Keys: ``cached``, ``cache_path``, ``size_bytes``, ``cached_at``, ``last_verified``,
         ``ttl_expires_in``, ``checksum_valid``, ``access_count``.
         """
+        return _portal.call(self._cache_status, name)
+
+    async def acache_status(self, name: str) -> dict[str, Any]:
+        """Async twin of :meth:`cache_status`."""
+        return await _portal.acall(self._cache_status, name)
+
+    async def _cache_status(self, name: str) -> dict[str, Any]:
         item = self._item(name)
         cache = self._session.require_cache()
-        return _portal.call(_threaded(cache.status, item))
+        return await _threaded(cache.status, item)()
 
     @_hybrid
     def cache_stats(self_or_cls: Any, cache_dir: str | None = None) -> dict[str, Any]:
@@ -86,6 +103,15 @@ class CacheMethods:
         On a folio, the figures of its bundle; on the class (``DataFolio.cache_stats()``), of
         the whole cache. They add up across processes that share the cache folder.
         """
+        return _portal.call(_threaded(CacheMethods._stats_of, self_or_cls, cache_dir))
+
+    @_hybrid
+    async def acache_stats(self_or_cls: Any, cache_dir: str | None = None) -> dict[str, Any]:
+        """Async twin of :meth:`cache_stats`."""
+        return await _portal.acall(_threaded(CacheMethods._stats_of, self_or_cls, cache_dir))
+
+    @staticmethod
+    def _stats_of(self_or_cls: Any, cache_dir: str | None) -> dict[str, Any]:
         if not isinstance(self_or_cls, type):
             store = self_or_cls._session.require_cache().store
             return stats_summary(store.stats.totals(self_or_cls.path))
@@ -94,37 +120,68 @@ class CacheMethods:
 
     def refresh_item(self, name: str, force: bool = True) -> Self:
         """Revalidate now (``force``) and fetch ``name`` again if it changed."""
-        _portal.call(self._refresh_item, name, force)
-        self._after_write()
-        return self
+        return _portal.call(self._refresh_item, name, force)
 
-    async def _refresh_item(self, name: str, force: bool) -> None:
+    async def arefresh_item(self, name: str, force: bool = True) -> Self:
+        """Async twin of :meth:`refresh_item`."""
+        return await _portal.acall(self._refresh_item, name, force)
+
+    async def _refresh_item(self, name: str, force: bool) -> Self:
         manifest = await self._session.load(force=force)
         item = self._item_in(manifest, name)
         if self._session.cache is not None and not item.is_reference:
             await self._session.blob_path(item)
+        self._after_write()
+        return self
 
     def refresh_cache(self) -> Self:
         """Revalidate the whole bundle now (one conditional request)."""
         return self.refresh()
 
+    async def arefresh_cache(self) -> Self:
+        """Async twin of :meth:`refresh_cache`."""
+        return await self.arefresh()
+
     def invalidate_cache(self, name: str | None = None) -> Self:
         """Forget the cached copy of ``name`` (all items when None); the next read fetches it."""
+        return _portal.call(self._invalidate_cache, name)
+
+    async def ainvalidate_cache(self, name: str | None = None) -> Self:
+        """Async twin of :meth:`invalidate_cache`."""
+        return await _portal.acall(self._invalidate_cache, name)
+
+    async def _invalidate_cache(self, name: str | None) -> Self:
         cache = self._session.require_cache()
         if name is not None:
             self._item(name)
-        _portal.call(_threaded(cache.invalidate, name))
+        await _threaded(cache.invalidate, name)()
         return self
 
     def clear_cache(self) -> Self:
         """Forget this bundle's cached manifest and items."""
+        return _portal.call(self._clear_cache)
+
+    async def aclear_cache(self) -> Self:
+        """Async twin of :meth:`clear_cache`."""
+        return await _portal.acall(self._clear_cache)
+
+    async def _clear_cache(self) -> Self:
         cache = self._session.require_cache()
-        _portal.call(_threaded(cache.store.records.delete, self.path))
+        await _threaded(cache.store.records.delete, self.path)()
         return self
 
     @classmethod
     def clear_all_caches(cls, cache_dir: str | None = None) -> int:
         """Delete every cached bundle and blob in the cache folder; returns bytes freed."""
+        return _portal.call(_threaded(CacheMethods._clear_all, cache_dir))
+
+    @classmethod
+    async def aclear_all_caches(cls, cache_dir: str | None = None) -> int:
+        """Async twin of :meth:`clear_all_caches`."""
+        return await _portal.acall(_threaded(CacheMethods._clear_all, cache_dir))
+
+    @staticmethod
+    def _clear_all(cache_dir: str | None) -> int:
         import shutil
 
         root = Path(cache_dir or resolve_settings().settings.cache_dir) / "v1"
@@ -182,9 +239,7 @@ class CacheMethods:
                 )
         limit = default_concurrency(self.settings.parallel_downloads)
         if concurrency is not None:
-            if concurrency < 1:
-                raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-            limit = concurrency
+            limit = _check_concurrency(concurrency)
         snapshot = self._snapshot
 
         def select(manifest: Manifest) -> list[Item]:
@@ -320,11 +375,13 @@ class CacheMethods:
         Raises:
             CacheError: the bundle is not cached.
         """
-        return _portal.call(revalidate_references, self._session, concurrency)
+        return _portal.call(revalidate_references, self._session, _check_concurrency(concurrency))
 
     async def arefresh_references(self, *, concurrency: int = 16) -> dict[str, RefreshOutcome]:
         """Async twin of :meth:`refresh_references`."""
-        return await _portal.acall(revalidate_references, self._session, concurrency)
+        return await _portal.acall(
+            revalidate_references, self._session, _check_concurrency(concurrency)
+        )
 
     @classmethod
     def refresh_all(
@@ -341,27 +398,20 @@ class CacheMethods:
             ``"changed"``, ``"unchanged"`` or ``"error"`` (with ``error``); ``folio`` is the
             folio, ``changed_items`` the names the new manifest changed.
         """
-        chosen = list(folios)
-        outcomes = _portal.call(revalidate_sessions, [f._session for f in chosen], concurrency)
-        return cls._after_refresh_all(chosen, outcomes)
+        return _portal.call(cls._refresh_all, list(folios), _check_concurrency(concurrency))
 
     @classmethod
     async def arefresh_all(
         cls, folios: Iterable[DataFolio], *, concurrency: int = 16
     ) -> list[RefreshOutcome]:
         """Async twin of :meth:`refresh_all` (also ``aiofolio.arefresh_all``)."""
-        chosen = list(folios)
-        outcomes = await _portal.acall(
-            revalidate_sessions, [f._session for f in chosen], concurrency
-        )
-        return cls._after_refresh_all(chosen, outcomes)
+        return await _portal.acall(cls._refresh_all, list(folios), _check_concurrency(concurrency))
 
     @staticmethod
-    def _after_refresh_all(
-        folios: Sequence[DataFolio], outcomes: Sequence[RefreshOutcome]
-    ) -> list[RefreshOutcome]:
+    async def _refresh_all(folios: Sequence[DataFolio], concurrency: int) -> list[RefreshOutcome]:
         import dataclasses
 
+        outcomes = await revalidate_sessions([f._session for f in folios], concurrency)
         for folio, outcome in zip(folios, outcomes, strict=True):
             if outcome.status != "error":
                 folio._after_write()
@@ -375,7 +425,7 @@ class CacheMethods:
         settings = resolve_settings().settings
         return get_store(cache_dir or settings.cache_dir), settings
 
-    def _set_prefs(self, name: str, **changes: Any) -> Self:
+    async def _set_prefs(self, name: str, changes: dict[str, Any]) -> Self:
         import msgspec
 
         from aiofolio.engine import limits
@@ -387,8 +437,14 @@ class CacheMethods:
         def change(old: Any) -> Any:
             return msgspec.structs.replace(old, **changes)
 
-        _portal.call(_threaded(prefs.update, self.path, name, change))
+        await _threaded(prefs.update, self.path, name, change)()
         return self
+
+    @staticmethod
+    def _priority(priority: int) -> dict[str, Any]:
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ArgumentTypeError(f"a cache priority is an int, not {priority!r}")
+        return {"priority": priority}
 
     def set_cache_priority(self, name: str, priority: int) -> Self:
         """Keep ``name`` longer (higher ``priority``) or shorter (lower) when evicting.
@@ -396,10 +452,15 @@ class CacheMethods:
         Eviction takes lower priorities first and applies the policy (LRU, LFU, FIFO) within
         a priority. The default is 0. It is saved in the cache folder, for this bundle's item
         name (whatever version is cached), and lasts across processes until changed.
+
+        Raises:
+            ArgumentTypeError: ``priority`` is not an int (also a ``TypeError``).
         """
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise TypeError(f"a cache priority is an int, not {priority!r}")
-        return self._set_prefs(name, priority=priority)
+        return _portal.call(self._set_prefs, name, self._priority(priority))
+
+    async def aset_cache_priority(self, name: str, priority: int) -> Self:
+        """Async twin of :meth:`set_cache_priority`."""
+        return await _portal.acall(self._set_prefs, name, self._priority(priority))
 
     def pin_cache(self, name: str) -> Self:
         """Never evict ``name`` from the cache (by any limit or ``cleanup_cache``).
@@ -408,11 +469,19 @@ class CacheMethods:
         item (``get`` or ``warm_cache`` does). ``invalidate_cache``/``clear_cache`` still
         drop the copy; ``unpin_cache`` lifts the pin.
         """
-        return self._set_prefs(name, pinned=True)
+        return _portal.call(self._set_prefs, name, {"pinned": True})
+
+    async def apin_cache(self, name: str) -> Self:
+        """Async twin of :meth:`pin_cache`."""
+        return await _portal.acall(self._set_prefs, name, {"pinned": True})
 
     def unpin_cache(self, name: str) -> Self:
         """Let ``name`` be evicted again (see :meth:`pin_cache`)."""
-        return self._set_prefs(name, pinned=False)
+        return _portal.call(self._set_prefs, name, {"pinned": False})
+
+    async def aunpin_cache(self, name: str) -> Self:
+        """Async twin of :meth:`unpin_cache`."""
+        return await _portal.acall(self._set_prefs, name, {"pinned": False})
 
     @_hybrid
     def enforce_cache_limit(self_or_cls: Any, cache_dir: str | None = None) -> dict[str, Any]:
@@ -422,11 +491,21 @@ class CacheMethods:
         in-use items stay. Returns ``evicted`` (blobs), ``items`` (``"url::name"`` entries
         dropped), ``bytes_freed``, ``total_before``, ``total_after``, ``limit``, ``reached``.
         """
+        return _portal.call(_threaded(CacheMethods._enforce, self_or_cls, cache_dir))
+
+    @_hybrid
+    async def aenforce_cache_limit(
+        self_or_cls: Any, cache_dir: str | None = None
+    ) -> dict[str, Any]:
+        """Async twin of :meth:`enforce_cache_limit`."""
+        return await _portal.acall(_threaded(CacheMethods._enforce, self_or_cls, cache_dir))
+
+    @staticmethod
+    def _enforce(self_or_cls: Any, cache_dir: str | None) -> dict[str, Any]:
         from aiofolio.engine import limits
 
         store, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
-        result = _portal.call(_threaded(limits.enforce, store, settings))
-        return result.as_dict()
+        return limits.enforce(store, settings).as_dict()
 
     @_hybrid
     def cleanup_cache(
@@ -437,16 +516,38 @@ class CacheMethods:
         Works on the whole cache folder (also when called on a folio). Pinned and in-use
         items stay. Returns ``evicted`` (count), ``bytes_freed`` and the details of
         :meth:`enforce_cache_limit`.
+
+        Raises:
+            InvalidArgumentError: ``older_than`` is not finite (also a ``ValueError``).
         """
+        seconds = CacheMethods._older_than(older_than)
+        return _portal.call(_threaded(CacheMethods._cleanup, self_or_cls, seconds, cache_dir))
+
+    @_hybrid
+    async def acleanup_cache(
+        self_or_cls: Any, older_than: str | float = "7d", cache_dir: str | None = None
+    ) -> dict[str, Any]:
+        """Async twin of :meth:`cleanup_cache`."""
+        seconds = CacheMethods._older_than(older_than)
+        return await _portal.acall(
+            _threaded(CacheMethods._cleanup, self_or_cls, seconds, cache_dir)
+        )
+
+    @staticmethod
+    def _older_than(older_than: str | float) -> float:
         from aiofolio.config import parse_duration
-        from aiofolio.engine import limits
 
         seconds = parse_duration(older_than, source="older_than")
         if seconds is None:
-            raise ValueError("cleanup_cache needs a finite older_than")
+            raise InvalidArgumentError("cleanup_cache needs a finite older_than")
+        return seconds
+
+    @staticmethod
+    def _cleanup(self_or_cls: Any, seconds: float, cache_dir: str | None) -> dict[str, Any]:
+        from aiofolio.engine import limits
+
         store, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
-        result = _portal.call(_threaded(limits.cleanup, store, settings, seconds))
-        return result.as_dict()
+        return limits.cleanup(store, settings, seconds).as_dict()
 
     @_hybrid
     def cache_info(self_or_cls: Any, cache_dir: str | None = None) -> dict[str, Any]:
@@ -458,10 +559,19 @@ class CacheMethods:
         ``pinned``, ``prioritized``, ``in_use``, ``hits``, ``misses``, ``evictions``,
         ``hit_rate``, ``oldest_access``, ``newest_access`` (ISO 8601, UTC).
         """
+        return _portal.call(_threaded(CacheMethods._info, self_or_cls, cache_dir))
+
+    @_hybrid
+    async def acache_info(self_or_cls: Any, cache_dir: str | None = None) -> dict[str, Any]:
+        """Async twin of :meth:`cache_info`."""
+        return await _portal.acall(_threaded(CacheMethods._info, self_or_cls, cache_dir))
+
+    @staticmethod
+    def _info(self_or_cls: Any, cache_dir: str | None) -> dict[str, Any]:
         from aiofolio.engine import limits
 
         store, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
-        info: dict[str, Any] = _portal.call(_threaded(limits.info, store, settings))
+        info: dict[str, Any] = limits.info(store, settings)
         return info
 
     @_hybrid
@@ -499,7 +609,7 @@ class CacheMethods:
         concurrency: int = 8,
     ) -> dict[str, Any]:
         """Async twin of :meth:`cleanup_orphaned_caches`."""
-        result: dict[str, Any] = await _portal.acall(
+        return await _portal.acall(
             _kw(
                 CacheMethods._cleanup_orphans,
                 self_or_cls,
@@ -508,42 +618,6 @@ class CacheMethods:
                 concurrency=concurrency,
             )
         )
-        return result
-
-    @_hybrid
-    async def aenforce_cache_limit(
-        self_or_cls: Any, cache_dir: str | None = None
-    ) -> dict[str, Any]:
-        """Async twin of :meth:`enforce_cache_limit`."""
-        from aiofolio.engine import limits
-
-        store, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
-        result = await _portal.acall(_threaded(limits.enforce, store, settings))
-        return result.as_dict()
-
-    @_hybrid
-    async def acleanup_cache(
-        self_or_cls: Any, older_than: str | float = "7d", cache_dir: str | None = None
-    ) -> dict[str, Any]:
-        """Async twin of :meth:`cleanup_cache`."""
-        from aiofolio.config import parse_duration
-        from aiofolio.engine import limits
-
-        seconds = parse_duration(older_than, source="older_than")
-        if seconds is None:
-            raise ValueError("cleanup_cache needs a finite older_than")
-        store, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
-        result = await _portal.acall(_threaded(limits.cleanup, store, settings, seconds))
-        return result.as_dict()
-
-    @_hybrid
-    async def acache_info(self_or_cls: Any, cache_dir: str | None = None) -> dict[str, Any]:
-        """Async twin of :meth:`cache_info`."""
-        from aiofolio.engine import limits
-
-        store, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
-        info: dict[str, Any] = await _portal.acall(_threaded(limits.info, store, settings))
-        return info
 
     @staticmethod
     async def _cleanup_orphans(
@@ -619,19 +693,17 @@ class CacheMethods:
             ValueError: a relative ``path``.
             ConcurrentWriteError: another writer published first; nothing was published.
         """
-        self._writable(f"convert {name!r}")
-        from aiofolio.engine.storage import convert_to_reference
-
-        done = _portal.call(_kw(convert_to_reference, self._session, name, path))
-        self._after_write()
-        return done
+        return _portal.call(self._convert_to_reference, name, path)
 
     async def aconvert_to_reference(self, name: str, path: str | None = None) -> dict[str, Any]:
         """Async twin of :meth:`convert_to_reference`."""
-        self._writable(f"convert {name!r}")
+        return await _portal.acall(self._convert_to_reference, name, path)
+
+    async def _convert_to_reference(self, name: str, path: str | None) -> dict[str, Any]:
         from aiofolio.engine.storage import convert_to_reference
 
-        done = await _portal.acall(_kw(convert_to_reference, self._session, name, path))
+        self._writable(f"convert {name!r}")
+        done = await convert_to_reference(self._session, name, path)
         self._after_write()
         return done
 
@@ -650,19 +722,17 @@ class CacheMethods:
             ChecksumMismatchError: the data does not match a recorded checksum.
             ConcurrentWriteError: another writer published first; nothing was published.
         """
-        self._writable(f"convert {name!r}")
-        from aiofolio.engine.storage import convert_to_included
-
-        done = _portal.call(_kw(convert_to_included, self._session, name))
-        self._after_write()
-        return done
+        return _portal.call(self._convert_to_included, name)
 
     async def aconvert_to_included(self, name: str) -> dict[str, Any]:
         """Async twin of :meth:`convert_to_included`."""
-        self._writable(f"convert {name!r}")
+        return await _portal.acall(self._convert_to_included, name)
+
+    async def _convert_to_included(self, name: str) -> dict[str, Any]:
         from aiofolio.engine.storage import convert_to_included
 
-        done = await _portal.acall(_kw(convert_to_included, self._session, name))
+        self._writable(f"convert {name!r}")
+        done = await convert_to_included(self._session, name)
         self._after_write()
         return done
 
@@ -673,7 +743,7 @@ class CacheMethods:
             return self.settings.large_file_threshold
         size = parse_size(threshold, source="optimize_storage(threshold=...)")
         if size is None:
-            raise ValueError("optimize_storage needs a finite threshold, not 'unlimited'")
+            raise InvalidArgumentError("optimize_storage needs a finite threshold, not 'unlimited'")
         return size
 
     def optimize_storage(self, threshold: int | str | None = None) -> dict[str, Any]:
@@ -687,20 +757,16 @@ class CacheMethods:
             "bundle_bytes_before", "bundle_bytes_after"}`` (owned payload bytes). Each
             conversion is its own commit, as :meth:`convert_to_reference` without a path.
         """
-        self._writable("optimize storage")
-        from aiofolio.engine.storage import optimize_storage
-
-        limit = self._storage_threshold(threshold)
-        done = _portal.call(_kw(optimize_storage, self._session, limit))
-        self._after_write()
-        return done
+        return _portal.call(self._optimize_storage, threshold)
 
     async def aoptimize_storage(self, threshold: int | str | None = None) -> dict[str, Any]:
         """Async twin of :meth:`optimize_storage`."""
-        self._writable("optimize storage")
+        return await _portal.acall(self._optimize_storage, threshold)
+
+    async def _optimize_storage(self, threshold: int | str | None) -> dict[str, Any]:
         from aiofolio.engine.storage import optimize_storage
 
-        limit = self._storage_threshold(threshold)
-        done = await _portal.acall(_kw(optimize_storage, self._session, limit))
+        self._writable("optimize storage")
+        done = await optimize_storage(self._session, self._storage_threshold(threshold))
         self._after_write()
         return done

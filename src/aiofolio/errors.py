@@ -9,6 +9,9 @@ working for code written against plain dicts and files::
     ├── NotCachedError(FileNotFoundError)      offline, and the item is not in the cache
     ├── ReadOnlyError(PermissionError)         a write to a read-only folio or an http(s) bundle
     ├── UsageError(RuntimeError)               the API was called in a way that cannot work
+    │   ├── InvalidArgumentError(ValueError)   an argument with a value that cannot work
+    │   └── ArgumentTypeError(TypeError)       an argument of the wrong type, or an
+    │                                          operation the object does not support
     ├── RemoteError(OSError)                   the remote store failed
     │   ├── RemoteNotFoundError(FileNotFoundError)
     │   ├── RemotePermissionError(PermissionError)
@@ -41,6 +44,7 @@ from __future__ import annotations
 __all__ = [
     "AiofolioError",
     "AiofolioWarning",
+    "ArgumentTypeError",
     "CacheCorruptedError",
     "CacheError",
     "CacheFullError",
@@ -49,6 +53,7 @@ __all__ = [
     "ConcurrentWriteError",
     "ConfigError",
     "IntegrityError",
+    "InvalidArgumentError",
     "ItemNotFoundError",
     "LargeFileWarning",
     "ManifestError",
@@ -89,7 +94,24 @@ class ReadOnlyError(AiofolioError, PermissionError):
 
 
 class UsageError(AiofolioError, RuntimeError):
-    """The API was used in a way that cannot work (e.g. a sync call from the engine thread)."""
+    """The API was used in a way that cannot work (e.g. a sync call from the engine thread).
+
+    ``except UsageError`` catches every misuse, including the bad arguments below.
+    """
+
+
+class InvalidArgumentError(UsageError, ValueError):
+    """An argument whose value cannot work (``concurrency=0``, a table too big to load whole).
+
+    Also a :class:`ValueError`, which these errors were before it existed.
+    """
+
+
+class ArgumentTypeError(UsageError, TypeError):
+    """An argument of the wrong type, or an operation the object does not support.
+
+    Also a :class:`TypeError`, which these errors were before it existed.
+    """
 
 
 class RemoteError(AiofolioError, OSError):

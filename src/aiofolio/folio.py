@@ -25,7 +25,7 @@ from aiofolio._progress import DownloadWatch
 from aiofolio.bundle import REFERENCE_ITEM_TYPE, Item, Manifest, payload_path
 from aiofolio.config import UNSET, Settings, apply_logging, resolve_settings
 from aiofolio.engine.session import MISS, BundleSession, normalize_bundle_url
-from aiofolio.errors import ReadOnlyError
+from aiofolio.errors import ArgumentTypeError, InvalidArgumentError, ReadOnlyError
 
 __all__ = ["DataFolio", "MetadataDict"]
 
@@ -49,6 +49,10 @@ class MetadataDict(dict[str, Any]):
     as every other write, so a concurrent writer raises
     :class:`~aiofolio.errors.ConcurrentWriteError` rather than being overwritten. Copies
     (``copy.copy``, ``copy.deepcopy``, pickling, ``.copy()``) are plain dicts.
+
+    From async code, ``await meta.aupdate(...)``, ``apop``, ``apopitem`` and ``asetdefault``
+    commit without blocking the event loop (``meta[k] = v`` is ``aupdate({k: v})``,
+    ``del meta[k]`` is ``apop(k)``).
     """
 
     def __init__(self, folio: DataFolio, data: Mapping[str, Any]) -> None:
@@ -57,6 +61,9 @@ class MetadataDict(dict[str, Any]):
 
     def _commit(self, changes: Mapping[str, Any], remove: Iterable[str] = ()) -> None:
         self._folio._commit_metadata(dict(changes), list(remove))
+
+    async def _acommit(self, changes: Mapping[str, Any], remove: Iterable[str] = ()) -> None:
+        await self._folio._acommit_metadata(dict(changes), list(remove))
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._commit({key: value})
@@ -69,26 +76,51 @@ class MetadataDict(dict[str, Any]):
     def update(self, *args: Any, **kwargs: Any) -> None:
         self._commit(dict(*args, **kwargs))
 
+    async def aupdate(self, *args: Any, **kwargs: Any) -> None:
+        """Async twin of :meth:`update` (one commit for all the keys)."""
+        await self._acommit(dict(*args, **kwargs))
+
     def __ior__(self, other: Any) -> MetadataDict:  # type: ignore[override,misc]
         """``meta |= {...}`` commits like :meth:`update` (dict's own would not commit)."""
         self._commit(dict(other))
         return self
 
-    def popitem(self) -> tuple[str, Any]:
+    def _last(self) -> tuple[str, Any]:
         if not self:
             raise KeyError("popitem(): bundle metadata is empty")
         key = next(reversed(self))
-        value = self[key]
+        return key, self[key]
+
+    def popitem(self) -> tuple[str, Any]:
+        key, value = self._last()
         self._commit({}, [key])
         return key, value
 
-    def pop(self, key: str, *default: Any) -> Any:
+    async def apopitem(self) -> tuple[str, Any]:
+        """Async twin of :meth:`popitem`."""
+        key, value = self._last()
+        await self._acommit({}, [key])
+        return key, value
+
+    def _popped(self, key: str, default: tuple[Any, ...]) -> tuple[Any, list[str]]:
+        """What ``pop`` returns, and the keys it removes."""
         if key not in self:
             if default:
-                return default[0]
+                return default[0], []
             raise KeyError(key)
-        value = self[key]
-        self._commit({}, [key])
+        return self[key], [key]
+
+    def pop(self, key: str, *default: Any) -> Any:
+        value, remove = self._popped(key, default)
+        if remove:
+            self._commit({}, remove)
+        return value
+
+    async def apop(self, key: str, *default: Any) -> Any:
+        """Async twin of :meth:`pop`."""
+        value, remove = self._popped(key, default)
+        if remove:
+            await self._acommit({}, remove)
         return value
 
     def setdefault(self, key: str, default: Any = None) -> Any:
@@ -96,8 +128,14 @@ class MetadataDict(dict[str, Any]):
             self._commit({key: default})
         return self[key]
 
+    async def asetdefault(self, key: str, default: Any = None) -> Any:
+        """Async twin of :meth:`setdefault`."""
+        if key not in self:
+            await self._acommit({key: default})
+        return self[key]
+
     def clear(self) -> None:
-        raise TypeError("clearing bundle metadata is not supported; delete keys one by one")
+        raise ArgumentTypeError("clearing bundle metadata is not supported; delete keys one by one")
 
     # Copies and pickles are plain dicts: rebuilding a MetadataDict key by key would commit
     # every key to the bundle again (copy.copy) or try to copy the whole folio (deepcopy).
@@ -172,8 +210,7 @@ class DataFolio(CacheMethods):
             clock=clock,
         )
         self._check_local_folder(allow_existing=allow_existing, create=create)
-        self._created = _portal.call(_kw(self._session.open, create=create, metadata=metadata))
-        self._metadata = MetadataDict(self, self._manifest.metadata)
+        _portal.call(self._open, create, metadata)
 
     @classmethod
     async def aopen(
@@ -202,11 +239,12 @@ class DataFolio(CacheMethods):
             clock=clock,
         )
         self._check_local_folder(allow_existing=allow_existing, create=create)
-        self._created = await _portal.acall(
-            _kw(self._session.open, create=create, metadata=metadata)
-        )
-        self._metadata = MetadataDict(self, self._manifest.metadata)
+        await _portal.acall(self._open, create, metadata)
         return self
+
+    async def _open(self, create: bool, metadata: Mapping[str, Any] | None) -> None:
+        self._created = await self._session.open(create=create, metadata=metadata)
+        self._metadata = MetadataDict(self, self._manifest.metadata)
 
     def _init_state(
         self,
@@ -221,6 +259,10 @@ class DataFolio(CacheMethods):
         snapshot: str | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise ArgumentTypeError(
+                f"a bundle path is a str or os.PathLike, not {type(path).__name__}"
+            )
         url = normalize_bundle_url(path)
         if random_suffix:
             url = f"{url}-{secrets.token_hex(3)}"
@@ -241,14 +283,14 @@ class DataFolio(CacheMethods):
             return
         root = Path(self._session.url)
         if root.is_file():
-            raise ValueError(f"{root} is a file, not a DataFolio bundle folder")
+            raise InvalidArgumentError(f"{root} is a file, not a DataFolio bundle folder")
         if (
             root.is_dir()
             and not (root / "items.json").exists()
             and any(root.iterdir())
             and not allow_existing
         ):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{root} exists, is not empty and is not a DataFolio bundle; pass "
                 "allow_existing=True to create a bundle inside it (its files are left alone)"
             )
@@ -327,8 +369,14 @@ class DataFolio(CacheMethods):
         self._metadata._refill(self._manifest.metadata)
 
     def _commit_metadata(self, changes: dict[str, Any], remove: list[str]) -> None:
+        _portal.call(self._set_metadata, changes, remove)
+
+    async def _acommit_metadata(self, changes: dict[str, Any], remove: list[str]) -> None:
+        await _portal.acall(self._set_metadata, changes, remove)
+
+    async def _set_metadata(self, changes: dict[str, Any], remove: list[str]) -> None:
         self._writable("change metadata")
-        _portal.call(self._session.set_metadata, changes, remove)
+        await self._session.set_metadata(changes, remove)
         self._after_write()
 
     def _check_eager(self, item: Item, opts: Mapping[str, Any]) -> None:
@@ -337,7 +385,7 @@ class DataFolio(CacheMethods):
             return
         size = item.size_bytes
         if size is not None and size > limit and not item.get("allow_full_load", False):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"table {item.name!r} is {size:,} bytes, above max_eager_bytes={limit:,}; "
                 "read some columns with get(name, columns=[...]) or open the folio with "
                 "max_eager_bytes=None"
@@ -522,13 +570,14 @@ class DataFolio(CacheMethods):
 
     def refresh(self) -> DataFolio:
         """Reload the manifest from the store (a cached bundle revalidates now)."""
-        _portal.call(_kw(self._session.load, force=True))
-        self._after_write()
-        return self
+        return _portal.call(self._refresh)
 
     async def arefresh(self) -> DataFolio:
         """Async twin of :meth:`refresh`."""
-        await _portal.acall(_kw(self._session.load, force=True))
+        return await _portal.acall(self._refresh)
+
+    async def _refresh(self) -> DataFolio:
+        await self._session.load(force=True)
         self._after_write()
         return self
 
@@ -542,7 +591,14 @@ class DataFolio(CacheMethods):
 
     def is_valid(self) -> bool:
         """Whether every owned item validates."""
-        return all(self.validate().values())
+        return _portal.call(self._is_valid)
+
+    async def ais_valid(self) -> bool:
+        """Async twin of :meth:`is_valid`."""
+        return await _portal.acall(self._is_valid)
+
+    async def _is_valid(self) -> bool:
+        return all((await self._session.validate()).values())
 
     # -- snapshots (read-only) -----------------------------------------------------------------
     def list_snapshots(self) -> list[dict[str, Any]]:
@@ -582,15 +638,9 @@ class DataFolio(CacheMethods):
         return view
 
     # -- writing ---------------------------------------------------------------------------------
-    def _add(self, name: str, obj: Any, item_type: str | None, **kw: Any) -> DataFolio:
+    async def _add(self, name: str, obj: Any, item_type: str | None, **kw: Any) -> DataFolio:
         self._writable(f"add {name!r}")
-        _portal.call(_kw(self._session.add, name, obj, item_type=item_type, **kw))
-        self._after_write()
-        return self
-
-    async def _aadd(self, name: str, obj: Any, item_type: str | None, **kw: Any) -> DataFolio:
-        self._writable(f"add {name!r}")
-        await _portal.acall(_kw(self._session.add, name, obj, item_type=item_type, **kw))
+        await self._session.add(name, obj, item_type=item_type, **kw)
         self._after_write()
         return self
 
@@ -614,14 +664,17 @@ class DataFolio(CacheMethods):
             ValueError: a bad name, or an existing name without ``overwrite=True``.
             ConcurrentWriteError: another writer published first; nothing was published.
         """
-        return self._add(
-            name,
-            obj,
-            None,
-            description=description,
-            inputs=inputs,
-            overwrite=overwrite,
-            opts=type_opts,
+        return _portal.call(
+            _kw(
+                self._add,
+                name,
+                obj,
+                None,
+                description=description,
+                inputs=inputs,
+                overwrite=overwrite,
+                opts=type_opts,
+            )
         )
 
     async def aadd(
@@ -635,14 +688,17 @@ class DataFolio(CacheMethods):
         **type_opts: Any,
     ) -> DataFolio:
         """Async twin of :meth:`add`."""
-        return await self._aadd(
-            name,
-            obj,
-            None,
-            description=description,
-            inputs=inputs,
-            overwrite=overwrite,
-            opts=type_opts,
+        return await _portal.acall(
+            _kw(
+                self._add,
+                name,
+                obj,
+                None,
+                description=description,
+                inputs=inputs,
+                overwrite=overwrite,
+                opts=type_opts,
+            )
         )
 
     def add_model(
@@ -656,14 +712,17 @@ class DataFolio(CacheMethods):
         custom: bool = False,
     ) -> DataFolio:
         """Store any picklable object as a model (joblib; skops with ``custom=True``)."""
-        return self._add(
-            name,
-            model,
-            "model",
-            description=description,
-            inputs=inputs,
-            overwrite=overwrite,
-            opts={"custom": custom},
+        return _portal.call(
+            _kw(
+                self._add,
+                name,
+                model,
+                "model",
+                description=description,
+                inputs=inputs,
+                overwrite=overwrite,
+                opts={"custom": custom},
+            )
         )
 
     async def aadd_model(
@@ -677,14 +736,17 @@ class DataFolio(CacheMethods):
         custom: bool = False,
     ) -> DataFolio:
         """Async twin of :meth:`add_model`."""
-        return await self._aadd(
-            name,
-            model,
-            "model",
-            description=description,
-            inputs=inputs,
-            overwrite=overwrite,
-            opts={"custom": custom},
+        return await _portal.acall(
+            _kw(
+                self._add,
+                name,
+                model,
+                "model",
+                description=description,
+                inputs=inputs,
+                overwrite=overwrite,
+                opts={"custom": custom},
+            )
         )
 
     def add_file(
@@ -698,14 +760,16 @@ class DataFolio(CacheMethods):
     ) -> DataFolio:
         """Copy a local file into the bundle (default name: the file name without extension)."""
         source = os.fspath(path)  # a missing file raises FileNotFoundError when serialized
-        item_name = name or Path(source).stem
-        return self._add(
-            item_name,
-            source,
-            "artifact",
-            description=description,
-            overwrite=overwrite,
-            opts={"category": category},
+        return _portal.call(
+            _kw(
+                self._add,
+                name or Path(source).stem,
+                source,
+                "artifact",
+                description=description,
+                overwrite=overwrite,
+                opts={"category": category},
+            )
         )
 
     async def aadd_file(
@@ -719,13 +783,16 @@ class DataFolio(CacheMethods):
     ) -> DataFolio:
         """Async twin of :meth:`add_file`."""
         source = os.fspath(path)
-        return await self._aadd(
-            name or Path(source).stem,
-            source,
-            "artifact",
-            description=description,
-            overwrite=overwrite,
-            opts={"category": category},
+        return await _portal.acall(
+            _kw(
+                self._add,
+                name or Path(source).stem,
+                source,
+                "artifact",
+                description=description,
+                overwrite=overwrite,
+                opts={"category": category},
+            )
         )
 
     def reference_table(
@@ -740,10 +807,9 @@ class DataFolio(CacheMethods):
         **opts: Any,
     ) -> DataFolio:
         """Record an external table (parquet or csv) by its path; nothing is copied."""
-        self._writable(f"reference {name!r}")
-        _portal.call(
+        return _portal.call(
             _kw(
-                self._session.reference_table,
+                self._reference_table,
                 name,
                 path,
                 table_format=table_format,
@@ -753,8 +819,6 @@ class DataFolio(CacheMethods):
                 opts=opts,
             )
         )
-        self._after_write()
-        return self
 
     async def areference_table(
         self,
@@ -768,10 +832,9 @@ class DataFolio(CacheMethods):
         **opts: Any,
     ) -> DataFolio:
         """Async twin of :meth:`reference_table`."""
-        self._writable(f"reference {name!r}")
-        await _portal.acall(
+        return await _portal.acall(
             _kw(
-                self._session.reference_table,
+                self._reference_table,
                 name,
                 path,
                 table_format=table_format,
@@ -781,20 +844,24 @@ class DataFolio(CacheMethods):
                 opts=opts,
             )
         )
+
+    async def _reference_table(self, name: str, path: str, **kw: Any) -> DataFolio:
+        self._writable(f"reference {name!r}")
+        await self._session.reference_table(name, path, **kw)
         self._after_write()
         return self
 
     def delete(self, name: str | list[str]) -> DataFolio:
         """Delete one item or several in one commit (snapshot-pinned versions are kept)."""
-        self._writable("delete items")
-        _portal.call(self._session.delete, name)
-        self._after_write()
-        return self
+        return _portal.call(self._delete, name)
 
     async def adelete(self, name: str | list[str]) -> DataFolio:
         """Async twin of :meth:`delete`."""
+        return await _portal.acall(self._delete, name)
+
+    async def _delete(self, name: str | list[str]) -> DataFolio:
         self._writable("delete items")
-        await _portal.acall(self._session.delete, name)
+        await self._session.delete(name)
         self._after_write()
         return self
 
@@ -850,6 +917,55 @@ class DataFolio(CacheMethods):
     def get_artifact_path(self, name: str) -> str:
         """1.x: the local path of an artifact (downloaded for remote bundles)."""
         return str(self.get(name))
+
+    # Async twins of the 1.x names.
+    async def aadd_table(self, name: str, df: Any, **kw: Any) -> DataFolio:
+        """Async twin of :meth:`add_table`."""
+        return await self.aadd(name, df, **kw)
+
+    async def aadd_numpy(self, name: str, array: Any, **kw: Any) -> DataFolio:
+        """Async twin of :meth:`add_numpy`."""
+        return await self.aadd(name, array, **kw)
+
+    async def aadd_json(self, name: str, data: Any, **kw: Any) -> DataFolio:
+        """Async twin of :meth:`add_json`."""
+        return await self.aadd(name, data, **kw)
+
+    async def aadd_timestamp(self, name: str, timestamp: Any, **kw: Any) -> DataFolio:
+        """Async twin of :meth:`add_timestamp`."""
+        return await self.aadd(name, timestamp, **kw)
+
+    async def aadd_data(self, name: str, data: Any, **kw: Any) -> DataFolio:
+        """Async twin of :meth:`add_data`."""
+        return await self.aadd(name, data, **kw)
+
+    async def aadd_artifact(self, name: str, path: str | os.PathLike[str], **kw: Any) -> DataFolio:
+        """Async twin of :meth:`add_artifact`."""
+        return await self.aadd_file(path, name, **kw)
+
+    async def aget_table(self, name: str, **opts: Any) -> Any:
+        """Async twin of :meth:`get_table`."""
+        return await self.aget(name, **opts)
+
+    async def aget_numpy(self, name: str, **opts: Any) -> Any:
+        """Async twin of :meth:`get_numpy`."""
+        return await self.aget(name, **opts)
+
+    async def aget_json(self, name: str) -> Any:
+        """Async twin of :meth:`get_json`."""
+        return await self.aget(name)
+
+    async def aget_timestamp(self, name: str, as_unix: bool = False) -> Any:
+        """Async twin of :meth:`get_timestamp`."""
+        return await self.aget(name, as_unix=as_unix)
+
+    async def aget_data(self, name: str, **opts: Any) -> Any:
+        """Async twin of :meth:`get_data`."""
+        return await self.aget(name, **opts)
+
+    async def aget_artifact_path(self, name: str) -> str:
+        """Async twin of :meth:`get_artifact_path`."""
+        return str(await self.aget(name))
 
     def get_item(self, name: str) -> Item:  # pragma: no cover - tiny accessor
         """The manifest item (read-only view), for advanced use."""
