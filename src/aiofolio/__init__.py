@@ -2,7 +2,8 @@
 
 The public API is what ``__all__`` lists (a test keeps it honest); every other module is
 private. Every type a public method takes or returns that a caller may want to annotate
-(``Settings``, ``MetadataDict``, ``Item``, ``WarmHandle``, ...) is exported here. See README.md for the quickstart and ../DESIGN.md for the architecture.
+(``Settings``, ``MetadataDict``, ``Item``, ``WarmHandle``, ...) is exported here. See README.md
+for the quickstart and ../DESIGN.md for the architecture.
 """
 
 from __future__ import annotations

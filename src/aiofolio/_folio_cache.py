@@ -5,7 +5,9 @@ keeps ``folio.py`` to the datafolio surface): ``cache_status``/``cache_stats``,
 invalidation and callbacks; ``warm_cache`` and ``refresh_all`` (issue 6); pins, priorities,
 limits and clean-up (issue 7); the large-file policy and reference conversions (issue 7).
 Like the rest of the facade, every method runs engine coroutines through
-:mod:`aiofolio._portal` and does no I/O of its own.
+:mod:`aiofolio._portal` and does no I/O of its own: a sync method is ``_portal.call(c, ...)``
+and its twin ``await _portal.acall(c, ...)`` of the same private coroutine function ``c``
+(disk work as :func:`~aiofolio._calls.threaded` of one blocking function).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ methods (status, warming, limits, large files) come from the mixin in
 :mod:`aiofolio._folio_cache`. Every sync method runs a coroutine of
 :class:`~aiofolio.engine.session.BundleSession` on the engine thread through
 :mod:`aiofolio._portal`; every async twin (``aget``, ``aadd``, ...) awaits the same coroutine
-from the caller's loop. There is no second, sync implementation, and no I/O here.
+from the caller's loop (both through one private coroutine method, ``_add``, ``_delete``,
+...). There is no second, sync implementation, and no I/O here.
 """
 
 from __future__ import annotations
@@ -172,7 +173,8 @@ class DataFolio(CacheMethods):
         read_only: refuse every write.
         allow_existing: allow creating a bundle in an existing, non-empty local folder.
         max_eager_bytes: tables bigger than this (by recorded ``size_bytes``) refuse a full
-            ``get`` unless ``columns=`` is given; ``None`` disables the guard.
+            ``get`` unless ``columns=`` is given (:class:`~aiofolio.InvalidArgumentError`); ``None``
+            disables the guard.
         create: create the bundle if it does not exist (else raise).
         storage_options: passed to s3fs/gcsfs (or aiohttp for HTTP) as pandas and fsspec pass
             them.
@@ -184,6 +186,9 @@ class DataFolio(CacheMethods):
     Raises:
         RemoteNotFoundError: no bundle at ``path`` and ``create`` is false (or read-only).
         ReadOnlyError: on writes, for read-only folios and HTTP bundles.
+        ArgumentTypeError: ``path`` is not a str or path (also a ``TypeError``).
+        InvalidArgumentError: ``path`` is a file, or a non-empty folder that is not a bundle
+            and ``allow_existing`` is false (also a ``ValueError``).
     """
 
     def __init__(

@@ -48,6 +48,10 @@ def test_errors_derive_from_the_root_and_warnings_from_the_warning_root() -> Non
         (errors.CacheLockTimeout, TimeoutError),
         (errors.ReadOnlyError, PermissionError),
         (errors.UsageError, RuntimeError),
+        (errors.InvalidArgumentError, ValueError),
+        (errors.InvalidArgumentError, RuntimeError),
+        (errors.ArgumentTypeError, TypeError),
+        (errors.ArgumentTypeError, RuntimeError),
         (errors.RemoteError, OSError),
     ],
 )
@@ -68,6 +72,8 @@ def test_builtin_inheritance(cls: type[BaseException], builtin: type[BaseExcepti
         (errors.ConcurrentWriteError, errors.ManifestError),
         (errors.CacheFullError, errors.CacheError),
         (errors.CacheCorruptedError, errors.CacheError),
+        (errors.InvalidArgumentError, errors.UsageError),
+        (errors.ArgumentTypeError, errors.UsageError),
         (errors.StaleDataWarning, errors.AiofolioWarning),
         (errors.RemoteUpdateWarning, errors.AiofolioWarning),
         (errors.LargeFileWarning, errors.AiofolioWarning),
@@ -97,3 +103,23 @@ def test_module_docstring_draws_every_class() -> None:
     for cls in _public_classes():
         assert cls.__name__ in doc, cls
         assert cls.__doc__, cls
+
+
+@pytest.mark.parametrize(
+    ("cls", "builtin"),
+    [(errors.InvalidArgumentError, ValueError), (errors.ArgumentTypeError, TypeError)],
+)
+def test_usage_errors_are_caught_by_the_builtin_they_replaced(
+    cls: type[errors.UsageError], builtin: type[Exception]
+) -> None:
+    """Code written when these were plain ValueError/TypeError keeps catching them."""
+    try:
+        raise cls("bad argument")
+    except builtin as exc:  # the old ``except ValueError:`` / ``except TypeError:``
+        caught: Exception = exc
+    assert isinstance(caught, errors.UsageError)
+    assert isinstance(caught, errors.AiofolioError)
+    assert str(caught) == "bad argument"
+    assert type(pickle.loads(pickle.dumps(caught))) is cls
+    with pytest.raises(errors.UsageError, match="bad argument"):
+        raise cls("bad argument")
