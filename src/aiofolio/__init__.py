@@ -3,7 +3,7 @@
 The public API is what ``__all__`` lists (a test keeps it honest); every other module is
 private. Every type a public method takes or returns that a caller may want to annotate
 (``Settings``, ``MetadataDict``, ``Item``, ``WarmHandle``, ...) is exported here. See README.md
-for the quickstart and ../DESIGN.md for the architecture.
+for the quickstart and docs/ARCHITECTURE.md for the architecture.
 """
 
 from __future__ import annotations
@@ -41,11 +41,12 @@ from aiofolio.errors import (
 
 __version__ = "0.1.0"
 
+from aiofolio._warm import WarmHandle
 from aiofolio.bundle import Item
 from aiofolio.config import Settings
-from aiofolio.engine.cache import InvalidationCallback
+from aiofolio.engine.manifests import InvalidationCallback
 from aiofolio.engine.revalidate import RefreshOutcome
-from aiofolio.engine.warm import WarmHandle, WarmProgress, WarmResult
+from aiofolio.engine.warm import WarmProgress, WarmResult
 from aiofolio.folio import DataFolio, MetadataDict  # imported after __version__, which it uses
 
 refresh_all = DataFolio.refresh_all

@@ -40,6 +40,7 @@ def kw(
     async def bound() -> T:
         return await fn(*args, **kwargs)
 
+    bound.__name__ = getattr(fn, "__name__", "bound")  # what the work is, in traces and tests
     return bound
 
 

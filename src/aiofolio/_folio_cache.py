@@ -21,18 +21,19 @@ from aiofolio._calls import hybrid as _hybrid
 from aiofolio._calls import kw as _kw
 from aiofolio._calls import threaded as _threaded
 from aiofolio._progress import WarmBar, wants_progress
+from aiofolio._warm import WarmHandle, astart, start
 from aiofolio.config import configure, resolve_settings
-from aiofolio.engine.cache import InvalidationCallback, drop_stores, get_store, stats_summary
+from aiofolio.engine._runtime import Runtime, drop_runtimes, runtime
+from aiofolio.engine.manifests import InvalidationCallback
 from aiofolio.engine.revalidate import RefreshOutcome, revalidate_references, revalidate_sessions
 from aiofolio.engine.warm import (
-    WarmHandle,
     WarmJob,
     WarmResult,
     default_concurrency,
     large_slots,
-    start_background,
 )
 from aiofolio.errors import ArgumentTypeError, InvalidArgumentError
+from aiofolio.policy import hit_rate
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -94,9 +95,7 @@ class CacheMethods:
         return await _portal.acall(self._cache_status, name)
 
     async def _cache_status(self, name: str) -> dict[str, Any]:
-        item = self._item(name)
-        cache = self._session.require_cache()
-        return await _threaded(cache.status, item)()
+        return await self._session.cache_status(self._item(name))
 
     @_hybrid
     def cache_stats(self_or_cls: Any, cache_dir: str | None = None) -> dict[str, Any]:
@@ -115,10 +114,12 @@ class CacheMethods:
     @staticmethod
     def _stats_of(self_or_cls: Any, cache_dir: str | None) -> dict[str, Any]:
         if not isinstance(self_or_cls, type):
-            store = self_or_cls._session.require_cache().store
-            return stats_summary(store.stats.totals(self_or_cls.path))
-        store = get_store(cache_dir or resolve_settings().settings.cache_dir)
-        return stats_summary(store.stats.totals(None))
+            totals = self_or_cls._session.stats()
+        else:
+            totals = runtime(cache_dir or resolve_settings().settings.cache_dir).stats.totals(None)
+        out: dict[str, Any] = dict(totals)
+        out["hit_rate"] = hit_rate(totals.get("hits", 0), totals.get("misses", 0))
+        return out
 
     def refresh_item(self, name: str, force: bool = True) -> Self:
         """Revalidate now (``force``) and fetch ``name`` again if it changed."""
@@ -131,7 +132,7 @@ class CacheMethods:
     async def _refresh_item(self, name: str, force: bool) -> Self:
         manifest = await self._session.load(force=force)
         item = self._item_in(manifest, name)
-        if self._session.cache is not None and not item.is_reference:
+        if self._session.cached and not item.is_reference:
             await self._session.blob_path(item)
         self._after_write()
         return self
@@ -153,10 +154,10 @@ class CacheMethods:
         return await _portal.acall(self._invalidate_cache, name)
 
     async def _invalidate_cache(self, name: str | None) -> Self:
-        cache = self._session.require_cache()
+        self._session.require_cache()
         if name is not None:
             self._item(name)
-        await _threaded(cache.invalidate, name)()
+        await self._session.invalidate(name)
         return self
 
     def clear_cache(self) -> Self:
@@ -168,8 +169,7 @@ class CacheMethods:
         return await _portal.acall(self._clear_cache)
 
     async def _clear_cache(self) -> Self:
-        cache = self._session.require_cache()
-        await _threaded(cache.store.records.delete, self.path)()
+        await self._session.clear()
         return self
 
     @classmethod
@@ -193,7 +193,7 @@ class CacheMethods:
                 if path.is_file() and not path.is_symlink():
                     freed += path.stat().st_size
             shutil.rmtree(root, ignore_errors=True)
-        drop_stores()
+        drop_runtimes()
         return freed
 
     @classmethod
@@ -212,8 +212,7 @@ class CacheMethods:
         It runs on aiofolio's event-loop thread: keep it short, and use async methods
         (``await folio.aget(...)``) inside it, not sync ones. Usable as a decorator.
         """
-        cache = self._session.require_cache()
-        cache.callbacks.append(callback)
+        self._session.add_invalidation_callback(callback)
         return callback
 
     # -- warm_cache, refresh_all and progress ------------------------------------------------
@@ -233,8 +232,8 @@ class CacheMethods:
                 self._item(name)  # ItemNotFoundError now, not in the background
         session = self._session
         if not session.is_local:
-            cache = session.require_cache()  # CacheError: caching is off
-            if cache.settings.cache_mode == "read-only":
+            session.require_cache()  # CacheError: caching is off
+            if self.settings.cache_mode == "read-only":
                 raise CacheError(
                     f"the cache of {self.path} is read-only (cache_mode='read-only'): "
                     "warm_cache cannot fill it"
@@ -242,32 +241,16 @@ class CacheMethods:
         limit = default_concurrency(self.settings.parallel_downloads)
         if concurrency is not None:
             limit = _check_concurrency(concurrency)
-        snapshot = self._snapshot
-
-        def select(manifest: Manifest) -> list[Item]:
-            if names is not None:
-                return [self._item_in(manifest, n) for n in names]
-            if snapshot is not None:
-                return list(manifest.snapshot_items(snapshot).values())
-            return [i for i in manifest.current_items().values() if not i.archived]
-
-        def skip(item: Item) -> bool:  # large, and cache_large_files=False: not cached
-            cache = session.cache
-            return cache is not None and session._bypasses_cache(cache, item, False)
-
         bar = None
         if wants_progress(progress, self.settings.progress):
             bar = WarmBar(f"warming {self.path.rstrip('/').rsplit('/', 1)[-1]}")
-        return WarmJob(
-            fetch=session.blob_path,
-            manifest=session.current_manifest,
-            select=select,
+        return session.warm_job(
+            names,
+            snapshot=self._snapshot,
             concurrency=limit,
             large=large_slots(limit, self.settings.parallel_downloads),
-            large_size=self.settings.parallel_threshold,
             listener=bar.update if bar is not None else None,
             on_finish=bar.close if bar is not None else None,
-            skip=skip,
         )
 
     @overload
@@ -326,7 +309,7 @@ class CacheMethods:
         """
         job = self._warm_job(items, concurrency, progress)
         if background:
-            return WarmHandle(job, _portal.call(start_background, job))
+            return start(job)
         return _portal.call(job.run)
 
     @overload
@@ -360,7 +343,7 @@ class CacheMethods:
         """Async twin of :meth:`warm_cache` (the handle is awaitable: ``await handle``)."""
         job = self._warm_job(items, concurrency, progress)
         if background:
-            return WarmHandle(job, await _portal.acall(start_background, job))
+            return await astart(job)
         return await _portal.acall(job.run)
 
     def refresh_references(self, *, concurrency: int = 16) -> dict[str, RefreshOutcome]:
@@ -420,26 +403,16 @@ class CacheMethods:
         return [dataclasses.replace(o, folio=f) for f, o in zip(folios, outcomes, strict=True)]
 
     # -- size limits, pins, priorities, maintenance --------------------------------------------
-    def _limits_target(self_or_cls: Any, cache_dir: str | None) -> tuple[Any, Settings]:
-        """The store and settings a limits method works on (a folio's, or the resolved ones)."""
+    def _limits_target(self_or_cls: Any, cache_dir: str | None) -> tuple[Runtime, Settings]:
+        """The cache folder and settings a limits method works on (a folio's, or resolved)."""
         if not isinstance(self_or_cls, type) and cache_dir is None:
-            return self_or_cls._session.require_cache().store, self_or_cls.settings
+            return self_or_cls._session.runtime, self_or_cls.settings
         settings = resolve_settings().settings
-        return get_store(cache_dir or settings.cache_dir), settings
+        return runtime(cache_dir or settings.cache_dir), settings
 
     async def _set_prefs(self, name: str, changes: dict[str, Any]) -> Self:
-        import msgspec
-
-        from aiofolio.engine import limits
-
         self._item(name)  # a clear error for an unknown name
-        store = self._session.require_cache().store
-        prefs = limits.prefs_of(store)
-
-        def change(old: Any) -> Any:
-            return msgspec.structs.replace(old, **changes)
-
-        await _threaded(prefs.update, self.path, name, change)()
+        await self._session.set_prefs(name, **changes)
         return self
 
     @staticmethod
@@ -504,10 +477,8 @@ class CacheMethods:
 
     @staticmethod
     def _enforce(self_or_cls: Any, cache_dir: str | None) -> dict[str, Any]:
-        from aiofolio.engine import limits
-
-        store, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
-        return limits.enforce(store, settings).as_dict()
+        rt, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
+        return rt.enforce(settings).as_dict()
 
     @_hybrid
     def cleanup_cache(
@@ -546,10 +517,8 @@ class CacheMethods:
 
     @staticmethod
     def _cleanup(self_or_cls: Any, seconds: float, cache_dir: str | None) -> dict[str, Any]:
-        from aiofolio.engine import limits
-
-        store, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
-        return limits.cleanup(store, settings, seconds).as_dict()
+        rt, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
+        return rt.cleanup(settings, seconds).as_dict()
 
     @_hybrid
     def cache_info(self_or_cls: Any, cache_dir: str | None = None) -> dict[str, Any]:
@@ -570,11 +539,8 @@ class CacheMethods:
 
     @staticmethod
     def _info(self_or_cls: Any, cache_dir: str | None) -> dict[str, Any]:
-        from aiofolio.engine import limits
-
-        store, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
-        info: dict[str, Any] = limits.info(store, settings)
-        return info
+        rt, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
+        return rt.info(settings)
 
     @_hybrid
     def cleanup_orphaned_caches(
@@ -632,12 +598,13 @@ class CacheMethods:
         import anyio.to_thread
 
         from aiofolio.backends import join_url
-        from aiofolio.engine import get_engine, limits
+        from aiofolio.engine._runtime import engine
+        from aiofolio.engine.evict import find_orphans
 
-        store, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
+        rt, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
         if storage_options is None and not isinstance(self_or_cls, type):
             storage_options = self_or_cls._session.storage_options
-        pool = get_engine().pool
+        pool = engine().pool
 
         async def stat(url: str) -> object:
             backend = pool.get(
@@ -648,8 +615,8 @@ class CacheMethods:
             )
             return await backend.stat(join_url(url, "items.json"))
 
-        gone = await limits.find_orphans(store, stat, concurrency=concurrency)
-        freed = await anyio.to_thread.run_sync(lambda: limits.remove_bundles(store, gone))
+        gone = await find_orphans(rt, stat, concurrency=concurrency)
+        freed = await anyio.to_thread.run_sync(lambda: rt.remove_bundles(gone))
         return {"removed": gone, "bundles": len(gone), "bytes_freed": freed}
 
     # -- the large-file policy and references -------------------------------------------------

@@ -15,7 +15,7 @@ import copy
 import fnmatch
 import os
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +25,7 @@ from aiofolio._folio_cache import CacheMethods
 from aiofolio._progress import DownloadWatch
 from aiofolio.bundle import REFERENCE_ITEM_TYPE, Item, Manifest, payload_path
 from aiofolio.config import UNSET, Settings, apply_logging, resolve_settings
+from aiofolio.engine._runtime import aclose_engine
 from aiofolio.engine.session import MISS, BundleSession, normalize_bundle_url
 from aiofolio.errors import ArgumentTypeError, InvalidArgumentError, ReadOnlyError
 
@@ -41,6 +42,9 @@ _CONTENT_KEYS = {
     "model": "models",
     "artifact": "artifacts",
 }
+
+
+_portal.add_shutdown_callback(aclose_engine)  # network clients close with the loop
 
 
 class MetadataDict(dict[str, Any]):
@@ -421,7 +425,7 @@ class DataFolio(CacheMethods):
             return value
         if force_cache:
             opts["force_cache"] = True
-        return _portal.call(self._read_one, name, opts)
+        return _portal.call(self._read_one(name, opts))
 
     async def aget(self, name: str, *, force_cache: bool = False, **opts: Any) -> Any:
         """Async twin of :meth:`get`."""
@@ -430,7 +434,7 @@ class DataFolio(CacheMethods):
             return value
         if force_cache:
             opts["force_cache"] = True
-        return await _portal.acall(self._read_one, name, opts)
+        return await _portal.acall(self._read_one(name, opts))
 
     def _fast_hit(self, name: str, opts: dict[str, Any]) -> Any:
         """A small cached item read in the caller's thread (no hop to the engine), or MISS.
@@ -445,38 +449,35 @@ class DataFolio(CacheMethods):
             name, opts, snapshot=self._snapshot, check=self._check_eager
         )
 
-    async def _read_one(self, name: str, opts: dict[str, Any]) -> Any:
-        with DownloadWatch(self.settings.progress) as watch:  # a bar for large downloads
-            value = await self._session.get_named(
-                name, dict(opts), snapshot=self._snapshot, check=watch.checking(self._check_eager)
-            )
-        return value
+    def _read_one(self, name: str, opts: dict[str, Any]) -> Callable[[], Awaitable[Any]]:
+        """The engine coroutine of ``get`` (the session reads; the facade draws the bar)."""
+        return _kw(
+            self._session.read_one,
+            name,
+            opts,
+            snapshot=self._snapshot,
+            check=self._check_eager,
+            watch=DownloadWatch(self.settings.progress),  # a bar for large downloads
+        )
 
     def get_many(self, names: Iterable[str], **opts: Any) -> dict[str, Any]:
         """Several items at once, read concurrently; a dict by name."""
-        return _portal.call(self._read_many, list(names), opts)
+        return _portal.call(self._read_many(list(names), opts))
 
     async def aget_many(self, names: Iterable[str], **opts: Any) -> dict[str, Any]:
         """Async twin of :meth:`get_many`."""
-        return await _portal.acall(self._read_many, list(names), opts)
+        return await _portal.acall(self._read_many(list(names), opts))
 
-    async def _read_many(self, names: Sequence[str], opts: Mapping[str, Any]) -> dict[str, Any]:
-        import asyncio
-
-        use_stale = bool(opts.get("use_stale", False))
-        manifest = await self._session.current_manifest(use_stale=use_stale)
-        items = [self._item_in(manifest, n) for n in names]  # fail fast on a bad name
-        rest = {k: v for k, v in opts.items() if k != "use_stale"}
-        for item in items:
-            self._check_eager(item, rest)
-        limit = asyncio.Semaphore(max(1, self.settings.parallel_downloads))
-
-        async def one(item: Item) -> Any:
-            async with limit:
-                return await self._session.read_item(item, rest)
-
-        values = await asyncio.gather(*(one(i) for i in items))
-        return dict(zip(names, values, strict=True))
+    def _read_many(
+        self, names: Sequence[str], opts: Mapping[str, Any]
+    ) -> Callable[[], Awaitable[dict[str, Any]]]:
+        return _kw(
+            self._session.read_many,
+            list(names),
+            dict(opts),
+            snapshot=self._snapshot,
+            check=self._check_eager,
+        )
 
     def get_path(self, name: str) -> str:
         """The local path of the item's payload, cached first if needed.
@@ -484,11 +485,23 @@ class DataFolio(CacheMethods):
         For zero-copy readers: ``pyarrow.memory_map``, ``np.load(path, mmap_mode="r")``. The
         file is read-only; do not modify it. For local bundles it is the payload itself.
         """
+        path = self._fast_path(name)
+        if path is not None:
+            return path
         return _portal.call(_kw(self._session.get_path_named, name, snapshot=self._snapshot))
 
     async def aget_path(self, name: str) -> str:
         """Async twin of :meth:`get_path`."""
+        path = self._fast_path(name)
+        if path is not None:
+            return path
         return await _portal.acall(_kw(self._session.get_path_named, name, snapshot=self._snapshot))
+
+    def _fast_path(self, name: str) -> str | None:
+        """``get_path``'s hit in the caller's thread (a path this folio already handed out)."""
+        if not self.settings.hit_fast_path or _portal.in_engine_thread():
+            return None
+        return self._session.path_hit_now(name, snapshot=self._snapshot)
 
     def get_model(self, name: str, trusted: bool = False) -> Any:
         """A model item, loaded (``trusted=True`` lets skops load unknown types)."""

@@ -109,7 +109,7 @@ def test_an_expired_ttl_goes_through_the_engine_and_revalidates(
     before = http_server.stats.requests(path="/bundle/items.json")
     hops.clear()
     np.testing.assert_array_equal(folio.get("small"), SMALL)
-    assert hops == ["_read_one"]
+    assert hops == ["read_one"]
     assert http_server.stats.requests(path="/bundle/items.json") == before + 1
     hops.clear()
     np.testing.assert_array_equal(folio.get("small"), SMALL)  # checked again: fast once more
@@ -125,7 +125,7 @@ def test_large_items_and_artifacts_use_the_engine(
     folio.get(name)
     hops.clear()
     value = folio.get(name)
-    assert hops == ["_read_one"]
+    assert hops == ["read_one"]
     if name == "large":
         np.testing.assert_array_equal(value, LARGE)
     else:
@@ -140,7 +140,7 @@ def test_errors_come_from_the_engine_path(bundle_url: str, hops: list[str]) -> N
         folio.get("smal")
     with pytest.raises(TypeError):
         folio.get("small", no_such_option=1)
-    assert hops == ["_read_one", "_read_one"]
+    assert hops == ["read_one", "read_one"]
 
 
 def test_a_corrupt_small_blob_is_never_served_by_the_fast_path(
@@ -156,7 +156,7 @@ def test_a_corrupt_small_blob_is_never_served_by_the_fast_path(
     payload_gets = http_server.stats.requests(method="GET")
     hops.clear()
     np.testing.assert_array_equal(folio.get("small"), SMALL)
-    assert hops == ["_read_one"]  # the engine repaired it by downloading again
+    assert hops == ["read_one"]  # the engine repaired it by downloading again
     assert http_server.stats.requests(method="GET") == payload_gets + 1
 
 
@@ -189,7 +189,7 @@ def test_the_hit_fast_path_setting_turns_the_fast_path_off(
         return await folio.aget("small")
 
     np.testing.assert_array_equal(asyncio.run(main()), SMALL)
-    assert hops == ["_read_one"] * 4  # every hit went through the engine thread
+    assert hops == ["read_one"] * 4  # every hit went through the engine thread
     assert http_server.stats.requests() == before_requests  # still hits: no request
     assert folio.cache_stats()["hits"] == before_hits + 4
 

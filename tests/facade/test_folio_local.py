@@ -46,7 +46,7 @@ from aiofolio.bundle import (
     plan_snapshot,
 )
 from aiofolio.config import resolve_settings
-from aiofolio.engine import get_engine
+from aiofolio.engine._runtime import engine as get_engine
 
 TABLE = pd.DataFrame(
     {

@@ -117,7 +117,7 @@ REVEALED = {  # matched whole, after dropping "builtins."
     "acache_status": _DICT,
     "clear_all_caches": r"int",
     "aclear_all_caches": r"int",
-    "warm_handle": r"aiofolio\.engine\.warm\.WarmHandle",
+    "warm_handle": r"aiofolio\._warm\.WarmHandle",
     "warm_result": r"aiofolio\.engine\.warm\.WarmResult",
     "refresh_all": r"list\[aiofolio\.engine\.revalidate\.RefreshOutcome\]",
     "metadata": r"aiofolio\.folio\.MetadataDict",

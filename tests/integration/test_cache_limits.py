@@ -30,7 +30,7 @@ import pytest
 
 from aiofolio import CacheFullError, DataFolio
 from aiofolio.bundle import payload_path
-from aiofolio.engine import limits
+from aiofolio.config import human_size
 from aiofolio.store import CacheLayout
 from aiofolio.store.prefs import PrefsStore
 from aiofolio.testing import FaultServer
@@ -135,7 +135,7 @@ def test_soft_limit_keeps_what_the_policy_prefers(
         _check(folio, "e")  # 5 items > 4.5: evict down to 3.15 items
     assert _cached(folio) == kept
     assert [r.getMessage() for r in caplog.records if r.name == "aiofolio.limits"] == [
-        f"Evicted 2 items ({limits.human_size(2 * size)}) from cache"
+        f"Evicted 2 items ({human_size(2 * size)}) from cache"
     ]
     info = DataFolio.cache_info()
     assert info["blobs"] == 3
@@ -317,7 +317,8 @@ async def test_the_read_retries_when_the_blob_vanishes_before_it_is_opened(
 ) -> None:
     folio = await DataFolio.aopen(remote.url)
     await folio.aget("a")
-    cache = folio._session.require_cache()
+    caches = folio._session.require_cache()
+    in_use = caches.rt.inuse.local
     item = folio._item("a")
     calls: list[Path] = []
 
@@ -325,16 +326,16 @@ async def test_the_read_retries_when_the_blob_vanishes_before_it_is_opened(
         calls.append(blob)
         if len(calls) == 1:
             os.unlink(blob)  # evicted between blob_for returning and the open
-        assert blob.name in limits.in_use()
+        assert blob.name in in_use()
         return np.load(blob).tobytes()
 
     from aiofolio import _portal
 
-    data = await _portal.acall(lambda: limits.read_cached(cache, item, use))
+    data = await _portal.acall(lambda: caches.blobs.read(item, use))
     assert data == _value("a").tobytes()
     assert len(calls) == 2
     assert remote.gets("a") == 2
-    assert calls[0].name not in limits.in_use()
+    assert calls[0].name not in in_use()
 
 
 # -- maintenance ---------------------------------------------------------------------------------

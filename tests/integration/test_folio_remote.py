@@ -41,7 +41,7 @@ from aiofolio import (
     UnsupportedManifestVersionError,
 )
 from aiofolio.bundle import payload_path
-from aiofolio.engine import get_engine
+from aiofolio.engine._runtime import engine as get_engine
 from aiofolio.testing import FaultServer, GcsEmulator, MotoServer
 from aiofolio.testing.fakegcs import FakeGCS
 

@@ -42,7 +42,7 @@ from aiofolio import (
     _progress,
 )
 from aiofolio.bundle import parse_manifest, payload_path, plan_snapshot
-from aiofolio.engine import get_engine
+from aiofolio.engine._runtime import engine as get_engine
 from aiofolio.testing import Fault, FaultServer, MotoServer
 
 TTL = 600.0

@@ -251,14 +251,14 @@ def _close_cache_stats(tmp: Path) -> None:
     The cache flushes its per-process counters at exit; for caches inside ``tmp`` that would
     re-create folders after the demo removed it.
     """
-    from aiofolio.engine.cache import drop_stores, get_store
+    from aiofolio.engine._runtime import drop_runtimes, runtime
 
     if not tmp.is_dir():
         return
     for folder in sorted(p for p in tmp.iterdir() if p.is_dir() and (p / "v1").is_dir()):
         with contextlib.suppress(Exception):
-            get_store(str(folder)).stats.close()
-    drop_stores()
+            runtime(str(folder)).stats.close()
+    drop_runtimes()
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:

@@ -1,59 +1,10 @@
-"""The asyncio engine: the process-wide :class:`Engine` that lives on the ``aiofolio-io`` loop.
+"""The asyncio engine: everything that runs on the ``aiofolio-io`` loop, below the facade.
 
-Owns: the backend pool (one client per store and options, closed at shutdown) and the
-per-process scratch folder for downloads. Bundle operations live in
-:mod:`aiofolio.engine.session`; downloads in :mod:`aiofolio.engine.fetch`.
+Layout and call direction (``docs/ARCHITECTURE.md`` has the whole picture): the facade calls
+:mod:`~aiofolio.engine.session` (one open bundle); a session uses
+:mod:`~aiofolio.engine.manifests` (the TTL driver) and :mod:`~aiofolio.engine.blobs` (verified
+reads and publishes), which use :mod:`~aiofolio.engine.quota`, :mod:`~aiofolio.engine.inuse`
+and :mod:`~aiofolio.engine.evict`, which use the store, the backends and the policy.
+:mod:`~aiofolio.engine._runtime` holds the engine's only process-wide state. This package
+never imports the facade.
 """
-
-from __future__ import annotations
-
-import atexit
-import os
-import shutil
-import tempfile
-
-from aiofolio import _portal
-from aiofolio.backends import BackendPool
-
-__all__ = ["Engine", "get_engine"]
-
-
-class Engine:
-    """Shared state of everything that runs on the engine loop."""
-
-    def __init__(self) -> None:
-        self.pool = BackendPool()
-        self._scratch: str | None = None
-
-    @property
-    def scratch_dir(self) -> str:
-        """A private folder (mode 0700) for this process's downloads, removed at exit."""
-        if self._scratch is None or not os.path.isdir(self._scratch):
-            self._scratch = tempfile.mkdtemp(prefix=f"aiofolio-{os.getpid()}-")
-            atexit.register(shutil.rmtree, self._scratch, True)
-        return self._scratch
-
-    async def aclose(self) -> None:
-        """Close every network client."""
-        await self.pool.aclose()
-
-
-_engine: Engine | None = None
-_engine_pid: int | None = None
-
-
-def get_engine() -> Engine:
-    """The engine of this process (a forked child gets its own)."""
-    global _engine, _engine_pid
-    if _engine is None or _engine_pid != os.getpid():
-        _engine = Engine()
-        _engine_pid = os.getpid()
-        _portal.add_shutdown_callback(_close_engine)
-    return _engine
-
-
-async def _close_engine() -> None:
-    global _engine
-    engine, _engine = _engine, None
-    if engine is not None:
-        await engine.aclose()

@@ -18,17 +18,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import anyio.to_thread
-
 from aiofolio.backends import Backend, scheme_of
-from aiofolio.bundle import Item, Manifest, version_token
-from aiofolio.engine import get_engine
+from aiofolio.bundle import Item
+from aiofolio.engine._runtime import engine
+from aiofolio.engine.blobs import BlobCache, reference_token
+from aiofolio.engine.manifests import tokens_of
 from aiofolio.errors import NotCachedError
+from aiofolio.policy import changed_names
 
 if TYPE_CHECKING:
-    from aiofolio.engine.cache import BundleCache
     from aiofolio.engine.session import BundleSession
-    from aiofolio.store import BundleRecord
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -89,14 +88,6 @@ async def _bounded(jobs: Sequence[Callable[[], Awaitable[T]]], concurrency: int)
     return list(await asyncio.gather(*(one(j) for j in jobs)))
 
 
-def _diff(before: Manifest | None, after: Manifest) -> tuple[str, ...]:
-    if before is None:
-        return ()
-    old = {n: version_token(i) for n, i in before.current_items().items()}
-    new = {n: version_token(i) for n, i in after.current_items().items()}
-    return tuple(sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n)))
-
-
 async def _revalidate_session(session: BundleSession) -> RefreshOutcome:
     before, before_token = session.manifest, session.manifest_token
     try:
@@ -104,7 +95,7 @@ async def _revalidate_session(session: BundleSession) -> RefreshOutcome:
     except Exception as exc:  # reported, not raised: the other bundles go on
         log.info("revalidating %s failed: %s", session.url, exc)
         return RefreshOutcome(url=session.url, status="error", error=exc)
-    items = _diff(before, after)
+    items = changed_names(tokens_of(before) if before is not None else None, tokens_of(after))
     changed = (
         before is None
         or session.manifest_token != before_token
@@ -128,36 +119,23 @@ async def revalidate_sessions(
     return await _bounded(jobs, concurrency)
 
 
-def _reference_token(stat: Any) -> str:
-    # The same token BundleCache.blob_for_reference records as the item's remote_token.
-    return str(stat.token or f"{stat.size}:{stat.last_modified}")
-
-
-async def _revalidate_reference(cache: BundleCache, item: Item, target: Backend) -> RefreshOutcome:
+async def _revalidate_reference(blobs: BlobCache, item: Item, target: Backend) -> RefreshOutcome:
     url = str(item.path)
     try:
-        rec = await anyio.to_thread.run_sync(cache.cached_item, item)
+        rec = blobs.cached_item(item)
         if rec is None:
             return RefreshOutcome(url=url, status="uncached", name=item.name)
-        if cache.offline:
+        if blobs.scope.offline:
             raise NotCachedError(f"offline: the referenced table {item.name!r} was not checked")
         stat = await target.stat(url)
-        cache.store.stats.add(cache.url, remote_checks=1)
-        if rec.remote_token == _reference_token(stat):
-            now = cache.clock()
-
-            def bump(record: BundleRecord) -> BundleRecord:
-                mine = record.items.get(item.name)
-                if mine is not None and mine.digest == rec.digest:
-                    mine.last_verified = now
-                return record
-
-            if cache.writes_cache:
-                await anyio.to_thread.run_sync(lambda: cache.store.records.update(cache.url, bump))
+        blobs.rt.stats.add(blobs.url, remote_checks=1)
+        if rec.remote_token == reference_token(stat):
+            if blobs.scope.writes_cache:
+                blobs.confirm_reference(rec, blobs.scope.clock())
             return RefreshOutcome(url=url, status="unchanged", name=item.name)
         log.info("referenced table %r (%s) changed; dropping its cached copy", item.name, url)
-        if cache.writes_cache:
-            await anyio.to_thread.run_sync(cache.invalidate, item.name)
+        if blobs.scope.writes_cache:
+            blobs.invalidate(item.name)
         return RefreshOutcome(url=url, status="changed", name=item.name)
     except Exception as exc:  # reported per table
         return RefreshOutcome(url=url, status="error", name=item.name, error=exc)
@@ -173,17 +151,17 @@ async def revalidate_references(
     Raises:
         CacheError: the bundle is not cached (nothing to revalidate).
     """
-    cache = session.require_cache()
+    blobs = session.require_cache().blobs
     manifest = await session.current_manifest()
     refs = [
         item
         for item in manifest.current_items().values()
         if item.is_reference and not item.archived and scheme_of(str(item.path or "")) != "file"
     ]
-    pool = get_engine().pool
+    pool = engine().pool
     jobs = [
         functools.partial(
-            _revalidate_reference, cache, i, pool.get(str(i.path), session.storage_options)
+            _revalidate_reference, blobs, i, pool.get(str(i.path), session.storage_options)
         )
         for i in refs
     ]

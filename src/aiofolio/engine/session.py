@@ -18,13 +18,14 @@ import logging
 import os
 import secrets
 import shutil
+import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
 
 import anyio
-import anyio.to_thread
 
 from aiofolio.backends import NOT_MODIFIED, Backend, RetryPolicy, join_url, scheme_of
 from aiofolio.backends.local import local_path
@@ -49,12 +50,15 @@ from aiofolio.bundle import (
     serialize,
 )
 from aiofolio.config import Settings
-from aiofolio.engine import get_engine, limits
-from aiofolio.engine.cache import BundleCache, chunking_of, get_store
+from aiofolio.engine._runtime import BundleScope, Runtime, engine, in_thread, runtime
+from aiofolio.engine.blobs import BlobCache, chunking_of
 from aiofolio.engine.fetch import INLINE_MAX, download_verified
+from aiofolio.engine.manifests import InvalidationCallback, ManifestCache
+from aiofolio.engine.warm import WarmJob, WarmListener
 from aiofolio.errors import (
     AiofolioWarning,
     CacheError,
+    CacheFullError,
     ConcurrentWriteError,
     IntegrityError,
     LargeFileWarning,
@@ -80,6 +84,10 @@ _MANIFEST_CACHE_CONTROL = "no-cache"
 _MAX_NAME_CLASHES = 5
 
 
+def _wall_clock() -> float:
+    return time.time()
+
+
 def normalize_bundle_url(path: str | os.PathLike[str]) -> str:
     """A bundle location as the backends take it: absolute local paths, URLs without a
     trailing slash; ``gcs://`` is spelled ``gs://``."""
@@ -92,9 +100,36 @@ def normalize_bundle_url(path: str | os.PathLike[str]) -> str:
     return text.rstrip("/")
 
 
-def _resolve(manifest: Manifest, name: str, snapshot: str | None) -> Item:
+def resolve(manifest: Manifest, name: str, snapshot: str | None) -> Item:
     """The item ``name`` of the current version, or as ``snapshot`` pinned it."""
     return manifest.resolve_snapshot(snapshot, name) if snapshot else manifest.current(name)
+
+
+class ReadWatch(Protocol):
+    """What the facade may wrap a read in (its progress bar for large downloads)."""
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> Any: ...
+
+    def checking(
+        self, check: Callable[[Item, Mapping[str, Any]], None]
+    ) -> Callable[[Item, Mapping[str, Any]], None]: ...
+
+
+class _Caches:
+    """The cache of one bundle: its manifest and its blobs, on one runtime."""
+
+    __slots__ = ("blobs", "manifests", "rt")
+
+    def __init__(self, rt: Runtime, manifests: ManifestCache, blobs: BlobCache) -> None:
+        self.rt, self.manifests, self.blobs = rt, manifests, blobs
 
 
 class BundleSession:
@@ -115,23 +150,45 @@ class BundleSession:
         self.scheme = scheme_of(self.url)
         self.settings = settings
         self.storage_options = dict(storage_options or {})
-        self._backend = backend
+        self._given_backend = backend
         self.read_only = read_only or (backend.read_only if backend is not None else False)
         if self.scheme == "http":
             self.read_only = True
         self.manifest: Manifest | None = None
         self.manifest_token: str | None = None
-        self._write_lock = anyio.Lock()
-        self._cache: BundleCache | None = None
         self.cache_wanted = settings.cache_enabled_for(self.url)
         self.cache_problem: CacheError | None = None
+        self._callbacks: list[InvalidationCallback] = []
+        self._pid = 0
+        self._backend: Backend | None = None
+        self._caches: _Caches | None = None
+        self._inherited: tuple[Backend | None, _Caches | None] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        """Per-process state: made anew in a forked child (it must not share the parent's).
+
+        The parent's objects are kept referenced, never closed or collected here: their
+        sockets are registered in the parent's epoll set, which the child shares.
+        """
+        if self._pid:
+            self._inherited = (self._backend, self._caches)
+        self._pid = os.getpid()
+        self._backend = self._given_backend
+        self._caches = None
+        self.write_lock = anyio.Lock()
+
+    def _check_fork(self) -> None:
+        if self._pid != os.getpid():
+            self._reset()
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
     def backend(self) -> Backend:
+        self._check_fork()
         if self._backend is None:
             s = self.settings
-            self._backend = get_engine().pool.get(
+            self._backend = engine().pool.get(
                 self.url,
                 self.storage_options,
                 retry=RetryPolicy(attempts=s.retry_attempts, max_time=s.retry_max_time),
@@ -149,36 +206,53 @@ class BundleSession:
         return self.scheme == "file"
 
     @property
-    def cache(self) -> BundleCache | None:
+    def _cache(self) -> _Caches | None:
         """The bundle's cache, or None when caching is off (or the cache dir is unusable)."""
-        if self._cache is None and self.cache_wanted:
+        self._check_fork()
+        if self._caches is None and self.cache_wanted:
             try:
-                store = get_store(self.settings.cache_dir)
+                rt = runtime(self.settings.cache_dir)
             except CacheError as exc:
                 # Reads keep working straight from the remote; cache-only calls re-raise this.
                 self.cache_wanted = False
                 self.cache_problem = exc
                 warnings.warn(
                     AiofolioWarning(f"{exc}; reading {self.url} without the cache"),
-                    stacklevel=2,
+                    stacklevel=3,
                 )
                 return None
-            self._cache = BundleCache(
+            scope = BundleScope(
                 url=self.url,
                 backend=self.backend,
                 settings=self.settings,
-                store=store,
-                manifest_url=self.object_url(ITEMS_FILE),
-                reparse=self._parse,
-                scratch_dir=get_engine().scratch_dir,
-                clock=self.clock,
+                rt=rt,
+                clock=self.clock or _wall_clock,
+                scratch_dir=engine().scratch_dir,
             )
-        return self._cache
+            manifests = ManifestCache(scope, self._parse)
+            manifests.callbacks = self._callbacks  # shared: callbacks survive a fork reset
+            self._caches = _Caches(rt, manifests, BlobCache(scope))
+        return self._caches
 
-    def require_cache(self) -> BundleCache:
+    @property
+    def cached(self) -> bool:
+        """Whether this bundle is read through the cache."""
+        return self._cache is not None
+
+    @property
+    def blobs(self) -> BlobCache | None:
+        caches = self._cache
+        return caches.blobs if caches is not None else None
+
+    @property
+    def manifests(self) -> ManifestCache | None:
+        caches = self._cache
+        return caches.manifests if caches is not None else None
+
+    def require_cache(self) -> _Caches:
         """The cache, or a clear error saying why there is none."""
-        cache = self.cache
-        if cache is None:
+        caches = self._cache
+        if caches is None:
             if self.cache_problem is not None:
                 raise self.cache_problem
             raise CacheError(
@@ -186,14 +260,52 @@ class BundleSession:
                 f"cache_enabled={self.settings.cache_enabled!r}; local bundles are not cached "
                 "unless cache_enabled=True)"
             )
-        return cache
+        return caches
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime of this bundle's cache folder (raises CacheError without a cache)."""
+        return self.require_cache().rt
+
+    def add_invalidation_callback(self, callback: InvalidationCallback) -> None:
+        self.require_cache()
+        self._callbacks.append(callback)
+
+    # -- cache maintenance of this bundle (the facade's cache methods) --------------------------
+    async def cache_status(self, item: Item) -> dict[str, Any]:
+        """``cache_status(name)``: whether ``item`` is cached, where, and whether it verifies."""
+        caches = self.require_cache()
+        return await in_thread(caches.blobs.status, item, caches.manifests.last_check())
+
+    async def invalidate(self, name: str | None) -> None:
+        """Forget the cached copy of ``name`` (every item when None)."""
+        await in_thread(self.require_cache().blobs.invalidate, name)
+
+    async def clear(self) -> None:
+        """Forget this bundle's cached manifest and items (blobs stay until evicted)."""
+        await in_thread(self.require_cache().rt.records.delete, self.url)
+
+    def stats(self) -> dict[str, int]:
+        """This bundle's counters, summed across processes."""
+        return self.require_cache().rt.stats.totals(self.url)
+
+    async def set_prefs(self, name: str, **changes: Any) -> None:
+        """Change the pin or priority of item ``name`` (saved in the cache folder)."""
+        import msgspec
+
+        prefs = self.require_cache().rt.prefs
+
+        def change(old: Any) -> Any:
+            return msgspec.structs.replace(old, **changes)
+
+        await in_thread(prefs.update, self.url, name, change)
 
     def require_manifest(self) -> Manifest:
         if self.manifest is None:
             raise RuntimeError("the bundle is not open")  # pragma: no cover - internal misuse
         return self.manifest
 
-    def _require_writable(self, what: str) -> None:
+    def require_writable(self, what: str) -> None:
         if self.scheme == "http":
             raise ReadOnlyError(f"HTTP(S) bundles are read-only: cannot {what} at {self.url}")
         if self.read_only:
@@ -236,11 +348,11 @@ class BundleSession:
         Without a cache every call reads the store. ``force`` revalidates now; ``use_stale``
         serves the cached copy without asking the store.
         """
-        cache = self.cache
-        if cache is None:
+        manifests = self.manifests
+        if manifests is None:
             manifest, _, token = await self._remote_load()
         else:
-            manifest, token = await cache.manifest(
+            manifest, token = await manifests.manifest(
                 force=force, use_stale=use_stale, loader=self._remote_load
             )
         self.manifest = manifest
@@ -249,7 +361,7 @@ class BundleSession:
 
     async def current_manifest(self, *, use_stale: bool = False) -> Manifest:
         """The manifest a read should use: revalidated by TTL when cached, as loaded if not."""
-        if self.cache is None:
+        if not self.cached:
             return self.require_manifest()
         return await self.load(use_stale=use_stale)
 
@@ -271,7 +383,7 @@ class BundleSession:
                     status=404,
                 ) from None
         plan = self._creation_plan(metadata)
-        async with self._write_lock:
+        async with self.write_lock:
             try:
                 await self._publish(plan, created=True)
             except ConcurrentWriteError:
@@ -285,9 +397,6 @@ class BundleSession:
         return True
 
     # -- reading ---------------------------------------------------------------------------------
-    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        return await anyio.to_thread.run_sync(lambda: fn(*args))
-
     async def local_payload(self, item: Item) -> tuple[str, bool]:
         """A local file holding ``item``'s verified payload, and whether it is a temp copy."""
         relative = payload_path(item)
@@ -299,7 +408,7 @@ class BundleSession:
         """Download ``item``'s bytes from ``url``, verified, to a private scratch file."""
         relative = (item.path or "") if item.is_reference else payload_path(item)
         ext = os.path.splitext(relative)[1]
-        dest = os.path.join(get_engine().scratch_dir, f"{secrets.token_hex(8)}{ext}")
+        dest = os.path.join(engine().scratch_dir, f"{secrets.token_hex(8)}{ext}")
         await download_verified(
             backend,
             url,
@@ -314,16 +423,16 @@ class BundleSession:
         """Deserialize one item (a reference reads its external table).
 
         ``opts["force_cache"]`` (popped here) overrides the large-file policy: see
-        :meth:`_bypasses_cache`.
+        :meth:`will_cache`.
         """
         opts = dict(opts)
         force_cache = bool(opts.pop("force_cache", False))
         if item.is_reference:
             return await self._read_reference(item, opts, force_cache=force_cache)
-        cache = self.cache
-        if cache is None:
+        blobs = self.blobs
+        if blobs is None:
             path, temporary = await self.local_payload(item)
-        elif self._bypasses_cache(cache, item, force_cache):
+        elif not self.will_cache(item, force_cache):
             # Large: a verified private copy (for a local bundle too), read and deleted.
             url = self.object_url(payload_path(item))
             path, temporary = await self._large_scratch_copy(item, self.backend, url), True
@@ -331,34 +440,124 @@ class BundleSession:
 
             async def use(blob: Path) -> Any:
                 if item.item_type == "artifact":
-                    return await self.in_thread(self._named_copy, item, blob)
+                    return await in_thread(self._named_copy, item, blob)
                 size = item.size_bytes
                 if size is not None and size <= INLINE_MAX and item.item_type != "model":
                     return deserialize(str(blob), item, **dict(opts))  # small: no thread hop
-                return await self.in_thread(lambda: deserialize(str(blob), item, **dict(opts)))
+                return await in_thread(lambda: deserialize(str(blob), item, **dict(opts)))
 
             # The blob is in use while read (an artifact's path: while this session lives);
             # one evicted by another process before it was opened is fetched again.
             owner = self if item.item_type == "artifact" else None
-            return await limits.read_cached(cache, item, use, owner=owner)
+            return await blobs.read(item, use, owner=owner)
         keep = item.item_type == "artifact"  # get() of an artifact returns its path
         try:
-            return await self.in_thread(lambda: deserialize(path, item, **dict(opts)))
+            return await in_thread(lambda: deserialize(path, item, **dict(opts)))
         finally:
             if temporary and not keep:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
 
-    # -- large-file policy (issue 7): large items streamed past the cache ------------------------
-    def _bypasses_cache(self, cache: BundleCache, item: Item, force_cache: bool) -> bool:
-        """Whether a read of ``item`` skips the cache (:func:`should_cache` says no).
+    async def read_one(
+        self,
+        name: str,
+        opts: Mapping[str, Any],
+        *,
+        snapshot: str | None = None,
+        check: Callable[[Item, Mapping[str, Any]], None] | None = None,
+        watch: ReadWatch | None = None,
+    ) -> Any:
+        """``get``: resolve ``name`` against a fresh-enough manifest, then read it.
 
-        A large item already in the cache (an earlier ``force_cache=True``) is still served
-        from it, and an offline cache answers as usual (a hit, or ``NotCachedError``).
+        ``opts["use_stale"]`` serves the cached manifest without asking the remote;
+        ``check`` sees the item before any byte is read (the facade's size guard); ``watch``
+        wraps the read (the facade's progress bar for large downloads).
         """
-        if should_cache(item.size_bytes, self.settings, force_cache) or cache.offline:
+        opts = dict(opts)
+        with watch if watch is not None else contextlib.nullcontext():
+            if watch is not None and check is not None:
+                check = watch.checking(check)
+            use_stale = bool(opts.pop("use_stale", False))
+            manifest = await self.current_manifest(use_stale=use_stale)
+            item = resolve(manifest, name, snapshot)
+            if check is not None:
+                check(item, opts)
+            return await self.read_item(item, opts)
+
+    async def read_many(
+        self,
+        names: Sequence[str],
+        opts: Mapping[str, Any],
+        *,
+        snapshot: str | None = None,
+        check: Callable[[Item, Mapping[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """``get_many``: several items read concurrently (``parallel_downloads`` at a time)."""
+        use_stale = bool(opts.get("use_stale", False))
+        manifest = await self.current_manifest(use_stale=use_stale)
+        items = [resolve(manifest, n, snapshot) for n in names]  # fail fast on a bad name
+        rest = {k: v for k, v in opts.items() if k != "use_stale"}
+        if check is not None:
+            for item in items:
+                check(item, rest)
+        limit = asyncio.Semaphore(max(1, self.settings.parallel_downloads))
+
+        async def one(item: Item) -> Any:
+            async with limit:
+                return await self.read_item(item, rest)
+
+        values = await asyncio.gather(*(one(i) for i in items))
+        return dict(zip(names, values, strict=True))
+
+    def warm_job(
+        self,
+        names: Sequence[str] | None,
+        *,
+        snapshot: str | None,
+        concurrency: int,
+        large: int,
+        listener: WarmListener | None = None,
+        on_finish: Callable[[], None] | None = None,
+    ) -> WarmJob:
+        """A warm of ``names`` (default: every current, non-archived item; for a snapshot,
+        its items); large items the policy keeps out of the cache are listed as skipped."""
+
+        def select(manifest: Manifest) -> list[Item]:
+            if names is not None:
+                return [resolve(manifest, n, snapshot) for n in names]
+            if snapshot is not None:
+                return list(manifest.snapshot_items(snapshot).values())
+            return [i for i in manifest.current_items().values() if not i.archived]
+
+        def skip(item: Item) -> bool:  # large, and cache_large_files=False: not cached
+            return self.blobs is not None and not self.will_cache(item)
+
+        return WarmJob(
+            fetch=self.blob_path,
+            manifest=self.current_manifest,
+            select=select,
+            concurrency=concurrency,
+            large=large,
+            large_size=self.settings.parallel_threshold,
+            listener=listener,
+            on_finish=on_finish,
+            skip=skip,
+        )
+
+    # -- large-file policy: large items streamed past the cache ---------------------------------
+    def will_cache(self, item: Item, force_cache: bool = False) -> bool:
+        """Whether a read of ``item`` goes through the cache (:func:`should_cache` decides).
+
+        False without a cache. A large item already in the cache (an earlier
+        ``force_cache=True``) is still served from it, and an offline cache answers as usual
+        (a hit, or ``NotCachedError``).
+        """
+        blobs = self.blobs
+        if blobs is None:
             return False
-        return cache.cached_item(item) is None
+        if should_cache(item.size_bytes, self.settings, force_cache) or blobs.scope.offline:
+            return True
+        return blobs.cached_item(item) is not None
 
     def _log_streaming(self, item: Item) -> None:
         size = item.size_bytes
@@ -378,8 +577,7 @@ class BundleSession:
 
     def _named_copy(self, item: Item, blob: Path) -> str:
         """A path with the artifact's own file name that points at its cached blob."""
-        cache = self.require_cache()
-        folder = cache.store.layout.bundle_dir(self.url) / "files"
+        folder = self.runtime.layout.bundle_dir(self.url) / "files"
         target = folder.joinpath(*payload_path(item).split("/"))
         target.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
@@ -399,18 +597,34 @@ class BundleSession:
             return local_path(str(item.path))
         if self.is_local and not item.is_reference:
             return os.path.join(self.url, *payload_path(item).split("/"))
-        cache = self.require_cache()
+        blobs = self.require_cache().blobs
         if item.is_reference:
-            target = get_engine().pool.get(str(item.path), self.storage_options)
-            if self._bypasses_cache(cache, item, False):
+            target = engine().pool.get(str(item.path), self.storage_options)
+            if not self.will_cache(item):
                 return await self._large_scratch_copy(item, target, str(item.path))
-            return str(await cache.blob_for_reference(item, target))
-        if self._bypasses_cache(cache, item, False):
+            return str(await blobs.blob_for_reference(item, target))
+        if not self.will_cache(item):
             # Large, and cache_large_files=False: a private verified copy, not the cache.
             return await self._large_scratch_copy(
                 item, self.backend, self.object_url(payload_path(item))
             )
-        return str(await cache.blob_for(item))
+        return str(await blobs.blob_for(item))
+
+    def _fast_item(self, name: str, snapshot: str | None) -> tuple[BlobCache, Item] | None:
+        """The item of a hit fast path: the manifest is within its TTL and already parsed."""
+        caches = self._caches
+        manifest = self.manifest
+        if (
+            caches is None
+            or manifest is None
+            or self._pid != os.getpid()
+            or caches.manifests.fresh_manifest() is not manifest
+        ):
+            return None
+        try:
+            return caches.blobs, resolve(manifest, name, snapshot)
+        except Exception:
+            return None
 
     def read_hit_now(
         self,
@@ -420,7 +634,7 @@ class BundleSession:
         snapshot: str | None = None,
         check: Callable[[Item, Mapping[str, Any]], None] | None = None,
     ) -> Any:
-        """The hit fast path of the sync facade: read a small cached item in the caller's thread.
+        """The hit fast path of ``get``/``aget``: read a small cached item in the caller's thread.
 
         Applies only when the manifest is within its TTL and already parsed (the same object
         the engine last loaded), and the item is a small (at most 256 KiB) verified blob that
@@ -428,52 +642,59 @@ class BundleSession:
         any error, returns :data:`MISS` so the caller takes the normal path through the engine
         thread, which makes the same decisions and raises the proper errors.
         """
-        cache = self._cache
-        manifest = self.manifest
-        if cache is None or manifest is None or cache.fresh_manifest() is not manifest:
+        found = self._fast_item(name, snapshot)
+        if found is None:
             return MISS
+        blobs, item = found
         rest = {k: v for k, v in opts.items() if k != "use_stale"}
         try:
-            item = _resolve(manifest, name, snapshot)
             if item.is_reference or item.item_type in ("artifact", "model"):
                 return MISS
             if check is not None:
                 check(item, rest)
-            path = cache.try_small_hit(item)
+            path = blobs.try_small_hit(item)
             if path is None:
                 return MISS
             return deserialize(str(path), item, **rest)
         except Exception:  # the engine path repeats the work and raises what is right
             return MISS
 
-    async def get_named(
-        self,
-        name: str,
-        opts: dict[str, Any],
-        *,
-        snapshot: str | None = None,
-        check: Callable[[Item, Mapping[str, Any]], None] | None = None,
-    ) -> Any:
-        """Resolve ``name`` against a fresh-enough manifest, then read it."""
-        use_stale = bool(opts.pop("use_stale", False))
-        manifest = await self.current_manifest(use_stale=use_stale)
-        item = _resolve(manifest, name, snapshot)
-        if check is not None:
-            check(item, opts)
-        return await self.read_item(item, opts)
+    def path_hit_now(self, name: str, *, snapshot: str | None = None) -> str | None:
+        """The hit fast path of ``get_path``: the path of a cached blob already handed out.
+
+        Applies within the TTL to an item whose small verified blob this session has already
+        handed out (so it is protected from eviction for every process); None otherwise (the
+        engine path hands it out, which takes the limits lock once).
+        """
+        found = self._fast_item(name, snapshot)
+        if found is None:
+            return None
+        blobs, item = found
+        if item.is_reference or (self.is_local and not item.is_reference):
+            return None
+        try:
+            if not self.will_cache(item):
+                return None
+            rec = blobs.cached_item(item)
+            if rec is None or not self.runtime.inuse.handed_out_to(self, rec.digest):
+                return None
+            path = blobs.try_small_hit(item)
+        except Exception:
+            return None
+        return None if path is None else str(path)
 
     async def get_path_named(self, name: str, *, snapshot: str | None = None) -> str:
         """``get_path``: the local file of an item, cached first if needed."""
         manifest = await self.current_manifest()
-        item = _resolve(manifest, name, snapshot)
+        item = resolve(manifest, name, snapshot)
         path = await self.blob_path(item)
-        cache = self._cache
-        in_blobs = cache is not None and (
-            os.path.dirname(os.path.dirname(path)) == str(cache.store.layout.blobs_dir)
+        caches = self._cache
+        in_blobs = caches is not None and (
+            os.path.dirname(os.path.dirname(path)) == str(caches.rt.layout.blobs_dir)
         )
-        if cache is None or not in_blobs:
+        if caches is None or not in_blobs:
             return path  # not a cached blob (a local payload, a scratch copy): nothing to keep
-        if not await limits.hand_out_checked(self, cache.store, path):
+        if not await caches.blobs.hand_out(self, path):
             path = await self.blob_path(item)  # evicted before it was protected: fetch again
         return path  # kept (not evicted by any process) while this session lives
 
@@ -483,25 +704,23 @@ class BundleSession:
         target = item.path or ""
         if scheme_of(target) == "file":
             where = local_path(target)
-            return await self.in_thread(
-                lambda: read_reference(item, lambda _p: where, **dict(opts))
-            )
-        backend = get_engine().pool.get(target, self.storage_options)
-        cache = self.cache
-        if cache is not None and self._bypasses_cache(cache, item, force_cache):
+            return await in_thread(lambda: read_reference(item, lambda _p: where, **dict(opts)))
+        backend = engine().pool.get(target, self.storage_options)
+        blobs = self.blobs
+        if blobs is not None and not self.will_cache(item, force_cache):
             scratch = await self._large_scratch_copy(item, backend, target)
             try:
-                return await self.in_thread(
+                return await in_thread(
                     lambda: read_reference(item, lambda _p: scratch, **dict(opts))
                 )
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(scratch)
-        if cache is not None:
-            blob = str(await cache.blob_for_reference(item, backend))
-            return await self.in_thread(lambda: read_reference(item, lambda _p: blob, **dict(opts)))
+        if blobs is not None:
+            blob = str(await blobs.blob_for_reference(item, backend))
+            return await in_thread(lambda: read_reference(item, lambda _p: blob, **dict(opts)))
         data = await backend.read_range(target)
-        return await self.in_thread(lambda: read_reference(item, lambda _p: data, **dict(opts)))
+        return await in_thread(lambda: read_reference(item, lambda _p: data, **dict(opts)))
 
     async def validate(self) -> dict[str, bool]:
         """Whether each current owned item's payload matches its recorded MD5 (and size)."""
@@ -513,7 +732,7 @@ class BundleSession:
             try:
                 if self.is_local:
                     path = os.path.join(self.url, *payload_path(item).split("/"))
-                    md5, size = await self.in_thread(md5_file, path)
+                    md5, size = await in_thread(md5_file, path)
                     out[name] = (item.checksum in (None, md5)) and (item.size_bytes in (None, size))
                 else:
                     path, _ = await self.local_payload(item)
@@ -563,8 +782,9 @@ class BundleSession:
             return
         self.manifest = plan.manifest
         self.manifest_token = stat.token
-        if self.cache is not None:
-            await self.cache.note_write(plan.manifest, body, stat.token)
+        manifests = self.manifests
+        if manifests is not None:
+            await manifests.note_write(plan.manifest, body, stat.token)
 
     async def _cleanup(self, relatives: Iterable[str]) -> None:
         for relative in relatives:
@@ -573,7 +793,7 @@ class BundleSession:
             except Exception as exc:  # an orphan payload is harmless
                 log.info("could not delete %s: %s", relative, exc)
 
-    async def _commit(
+    async def commit(
         self, make_plan: Callable[[Manifest, Sequence[str]], WritePlan], upload: str | None
     ) -> WritePlan:
         """Upload the payload (create-only, replanning on a name clash), then publish."""
@@ -623,20 +843,20 @@ class BundleSession:
         opts: Mapping[str, Any] | None = None,
     ) -> Item:
         """Serialize ``obj`` and commit it as item ``name``."""
-        self._require_writable(f"add {name!r}")
+        self.require_writable(f"add {name!r}")
         manifest = self.require_manifest()
         if name in manifest and not overwrite:
             # Fail before serializing a large object (the plan would refuse too).
             plan_add(manifest, name, ItemFields("json_data"), overwrite=False)
-        scratch = get_engine().scratch_dir
+        scratch = engine().scratch_dir
         tmp = os.path.join(scratch, f"upload-{secrets.token_hex(8)}")
         try:
-            fields = await self.in_thread(
+            fields = await in_thread(
                 lambda: serialize(obj, tmp, item_type=item_type, name=name, **dict(opts or {}))
             )
-            async with self._write_lock:
+            async with self.write_lock:
                 owned_before = owned_payload_bytes(self.require_manifest().items)
-                plan = await self._commit(
+                plan = await self.commit(
                     lambda m, taken: plan_add(
                         m,
                         name,
@@ -649,17 +869,22 @@ class BundleSession:
                     tmp,
                 )
             self._warn_if_large(plan, owned_before)
-            cache = self.cache
+            blobs = self.blobs
             write_through = self.settings.cache_on_add or (
                 self.settings.cache_mode == "write-through"
             )
             if (
-                cache is not None
+                blobs is not None
                 and write_through
                 and plan.item is not None
                 and should_cache(plan.item.size_bytes, self.settings)
             ):
-                await self.in_thread(cache.adopt_file, plan.item, tmp)
+                # Under the size limits like a download. The upload has landed: a copy that
+                # the hard limit refuses is skipped, not an error of the add.
+                try:
+                    await in_thread(blobs.adopt_file, plan.item, tmp)
+                except CacheFullError as exc:
+                    log.warning("not caching the write-through copy of %r: %s", name, exc)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -694,10 +919,10 @@ class BundleSession:
         overwrite: bool = False,
         opts: Mapping[str, Any] | None = None,
     ) -> Item:
-        self._require_writable(f"reference {name!r}")
+        self.require_writable(f"reference {name!r}")
         fields = reference_fields(path, table_format=table_format, **dict(opts or {}))
-        async with self._write_lock:
-            plan = await self._commit(
+        async with self.write_lock:
+            plan = await self.commit(
                 lambda m, taken: plan_add(
                     m,
                     name,
@@ -713,13 +938,13 @@ class BundleSession:
         return plan.item
 
     async def delete(self, names: str | Sequence[str]) -> None:
-        self._require_writable("delete items")
-        async with self._write_lock:
-            await self._commit(lambda m, _taken: plan_delete(m, names), None)
+        self.require_writable("delete items")
+        async with self.write_lock:
+            await self.commit(lambda m, _taken: plan_delete(m, names), None)
 
     async def set_metadata(
         self, changes: Mapping[str, Any] | None = None, remove: Iterable[str] = ()
     ) -> None:
-        self._require_writable("change metadata")
-        async with self._write_lock:
-            await self._commit(lambda m, _t: plan_metadata(m, changes, remove=remove), None)
+        self.require_writable("change metadata")
+        async with self.write_lock:
+            await self.commit(lambda m, _t: plan_metadata(m, changes, remove=remove), None)

@@ -51,8 +51,8 @@ from aiofolio.bundle import (
     plan_add,
 )
 from aiofolio.bundle.handlers import deserialize_reference, serialize_table
-from aiofolio.engine import get_engine
-from aiofolio.engine.cache import chunking_of
+from aiofolio.engine._runtime import engine, in_thread
+from aiofolio.engine.blobs import chunking_of
 from aiofolio.engine.fetch import download_verified
 from aiofolio.errors import IntegrityError, PreconditionFailedError, UsageError
 from aiofolio.policy.largefiles import human_size, is_large, owned_payload_bytes
@@ -148,7 +148,7 @@ async def _verified_local_copy(session: BundleSession, item: Item) -> tuple[str,
     """A local file with ``item``'s payload, checked against its MD5; and whether it is a temp."""
     path, temporary = await session.local_payload(item)  # remote: download_verified
     if not temporary and item.checksum is not None:
-        md5, size = await session.in_thread(md5_file, path)
+        md5, size = await in_thread(md5_file, path)
         if md5 != item.checksum or (item.size_bytes is not None and size != item.size_bytes):
             raise IntegrityError(
                 f"the payload of {item.name!r} ({path}) does not match its recorded checksum; "
@@ -159,10 +159,10 @@ async def _verified_local_copy(session: BundleSession, item: Item) -> tuple[str,
 
 async def _copy_out(session: BundleSession, item: Item, target: str) -> None:
     """Copy ``item``'s verified payload to the external ``target`` (create-only)."""
-    backend = get_engine().pool.get(target, session.storage_options)
+    backend = engine().pool.get(target, session.storage_options)
     url = local_path(target) if scheme_of(target) == "file" else target
     if scheme_of(target) == "file":
-        await session.in_thread(lambda: os.makedirs(os.path.dirname(url), exist_ok=True))
+        await in_thread(lambda: os.makedirs(os.path.dirname(url), exist_ok=True))
     source, temporary = await _verified_local_copy(session, item)
     try:
         try:
@@ -171,7 +171,7 @@ async def _copy_out(session: BundleSession, item: Item, target: str) -> None:
             stat = await backend.stat(url)
             md5 = stat.md5
             if md5 is None and scheme_of(target) == "file":
-                md5, _ = await session.in_thread(md5_file, url)
+                md5, _ = await in_thread(md5_file, url)
             if md5 is None or md5 != item.checksum:
                 raise UsageError(
                     f"{target} already exists and does not hold the bytes of {item.name!r}; "
@@ -206,9 +206,9 @@ async def convert_to_reference(
         ValueError: ``path`` is relative.
         ConcurrentWriteError: another writer published first; nothing was published.
     """
-    session._require_writable(f"convert {name!r} to a reference")
+    session.require_writable(f"convert {name!r} to a reference")
     target = _external_location(path) if path is not None else None
-    async with session._write_lock:
+    async with session.write_lock:
         item = session.require_manifest().current(name)
         _convertible_table(item)
         relative = payload_path(item)
@@ -235,7 +235,7 @@ async def convert_to_reference(
                 step = dataclasses.replace(step, obsolete_payloads=kept)
             return step
 
-        await session._commit(plan, None)
+        await session.commit(plan, None)
     saved = item.size_bytes or 0
     log.info(
         "converted %r of %s to a reference (%s); owned payloads %s smaller",
@@ -291,12 +291,12 @@ async def convert_to_included(session: BundleSession, name: str) -> dict[str, An
         ChecksumMismatchError: the external data does not match a recorded checksum.
         ConcurrentWriteError: another writer published first; nothing was published.
     """
-    session._require_writable(f"convert {name!r} to an included table")
-    scratch = get_engine().scratch_dir
+    session.require_writable(f"convert {name!r} to an included table")
+    scratch = engine().scratch_dir
     upload = os.path.join(scratch, f"include-{secrets.token_hex(8)}")
     fetched: str | None = None
     try:
-        async with session._write_lock:
+        async with session.write_lock:
             item = session.require_manifest().current(name)
             if not item.is_reference:
                 raise UsageError(f"item {name!r} is already included in the bundle")
@@ -311,14 +311,14 @@ async def convert_to_included(session: BundleSession, name: str) -> dict[str, An
             if scheme_of(location) == "file":
                 source = local_path(location)
                 if item.checksum is not None:
-                    md5, _ = await session.in_thread(md5_file, source)
+                    md5, _ = await in_thread(md5_file, source)
                     if md5 != item.checksum:
                         raise IntegrityError(
                             f"{location} does not match the checksum recorded for {name!r}; "
                             "nothing was converted"
                         )
             else:
-                backend = get_engine().pool.get(location, session.storage_options)
+                backend = engine().pool.get(location, session.storage_options)
                 fetched = os.path.join(scratch, f"ref-{secrets.token_hex(8)}")
                 source = await download_verified(
                     backend,
@@ -328,7 +328,7 @@ async def convert_to_included(session: BundleSession, name: str) -> dict[str, An
                     size=item.size_bytes if item.checksum is not None else None,
                     chunking=chunking_of(session.settings),
                 )
-            fields = await session.in_thread(_included_fields, source, upload, item)
+            fields = await in_thread(_included_fields, source, upload, item)
             inside = _bundle_relative(session, location)
 
             def plan(manifest: Manifest, taken: Any) -> WritePlan:
@@ -346,7 +346,7 @@ async def convert_to_included(session: BundleSession, name: str) -> dict[str, An
                     )
                 return step
 
-            done = await session._commit(plan, upload)
+            done = await session.commit(plan, upload)
     finally:
         for leftover in (upload, fetched):
             if leftover is not None:

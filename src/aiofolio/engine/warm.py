@@ -4,8 +4,8 @@ Owns: :class:`WarmJob` (one warm on the engine loop: a warm-only semaphore bound
 items download at once, every item goes through the cache's normal verified path, so a
 foreground ``get`` of an item being warmed joins the same download), the progress figures
 (:class:`WarmProgress`, fed by :mod:`aiofolio.engine.progress`), the per-item outcome
-(:class:`WarmResult`) and :class:`WarmHandle`, the thread-safe handle a background warm
-returns (``done``, ``result``, ``cancel``, ``progress``, awaitable).
+(:class:`WarmResult`) and :func:`start_background` (a warm as a task on the engine loop, its
+result in a thread-safe future; the facade's ``WarmHandle`` wraps it).
 
 Foreground reads never take the warm's semaphores, so a large warm cannot queue them. The
 default bound (:func:`default_concurrency`) lets many small items fly at once (their cost is
@@ -22,20 +22,19 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
-from aiofolio import _portal
 from aiofolio.bundle import Item, Manifest
 from aiofolio.engine.progress import bytes_sink
 from aiofolio.errors import UsageError
 
 __all__ = [
-    "WarmHandle",
     "WarmJob",
+    "WarmListener",
     "WarmProgress",
     "WarmResult",
     "default_concurrency",
@@ -49,8 +48,6 @@ _LISTENER_INTERVAL = 0.1
 """Seconds between two progress-listener calls (the last call is never skipped)."""
 _CLEANUP_WAIT = 30.0
 """Seconds a cancelled warm waits for its downloads to delete their temp files."""
-_RUNNING: set[asyncio.Task[Any]] = set()
-"""Background warm tasks (asyncio keeps only weak references to tasks)."""
 
 
 def default_concurrency(parallel_downloads: int) -> int:
@@ -167,7 +164,7 @@ class WarmJob:
         self._progress = WarmProgress()
         self._last_report = 0.0
         self._cancelling = False
-        self._tasks: list[asyncio.Task[str]] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- figures ----------------------------------------------------------------------------
@@ -204,8 +201,13 @@ class WarmJob:
 
     # -- running ------------------------------------------------------------------------------
     async def run(self) -> WarmResult:
-        """Warm every selected item; per-item failures are collected, never raised."""
+        """Warm every selected item; per-item failures are collected, never raised.
+
+        ``concurrency`` workers take the items in order (no task per item: a warm of 100,000
+        items holds ``concurrency`` tasks, not 100,000).
+        """
         self._loop = asyncio.get_running_loop()
+        outcomes: dict[str, BaseException | None] = {}
         try:
             manifest = await self._manifest()
             chosen = list(self._select(manifest))
@@ -217,19 +219,30 @@ class WarmJob:
                 items_total=len(items),
                 bytes_total=sum(i.size_bytes or 0 for i in items),
             )
-            limit = asyncio.Semaphore(self._concurrency)
             large = asyncio.Semaphore(self._large)
+            queue = iter(items)
+
+            async def worker() -> None:
+                for item in queue:  # one loop thread: the shared iterator needs no lock
+                    try:
+                        await self._one(item, large if self._is_large(item) else None)
+                    except asyncio.CancelledError as exc:
+                        outcomes[item.name] = exc
+                        raise
+                    except BaseException as exc:
+                        outcomes[item.name] = exc
+                    else:
+                        outcomes[item.name] = None
+
             self._tasks = [
-                asyncio.ensure_future(
-                    self._one(item, limit, large if self._is_large(item) else None)
-                )
-                for item in items
+                asyncio.ensure_future(worker())
+                for _ in range(min(self._concurrency, max(1, len(items))))
             ]
             if self._cancelling:  # cancel() came while the manifest loaded
                 for task in self._tasks:
                     task.cancel()
             try:
-                outcomes = await asyncio.gather(*self._tasks, return_exceptions=True)
+                await asyncio.gather(*self._tasks, return_exceptions=True)
             except asyncio.CancelledError:  # the caller went away (Ctrl-C on a sync warm)
                 for task in self._tasks:
                     task.cancel()
@@ -246,10 +259,11 @@ class WarmJob:
         cached: list[str] = []
         failed: dict[str, BaseException] = {}
         cancelled: list[str] = []
-        for item, outcome in zip(items, outcomes, strict=True):
+        for item in items:
+            outcome = outcomes.get(item.name, asyncio.CancelledError())  # never started
             if isinstance(outcome, asyncio.CancelledError):
                 cancelled.append(item.name)
-            elif isinstance(outcome, BaseException):
+            elif outcome is not None:
                 failed[item.name] = outcome
             else:
                 cached.append(item.name)
@@ -271,9 +285,7 @@ class WarmJob:
         size = item.size_bytes
         return self._large_size is not None and size is not None and size >= self._large_size
 
-    async def _one(
-        self, item: Item, limit: asyncio.Semaphore, large: asyncio.Semaphore | None
-    ) -> str:
+    async def _one(self, item: Item, large: asyncio.Semaphore | None) -> str:
         landed = 0
 
         def sink(n: int) -> None:
@@ -282,7 +294,7 @@ class WarmJob:
             self._bump(bytes_done=n)
 
         try:
-            async with limit, large or contextlib.nullcontext():
+            async with large or contextlib.nullcontext():
                 with bytes_sink(sink):
                     path = await self._fetch(item)
         except asyncio.CancelledError:  # stopped by cancel(): it leaves the totals
@@ -318,7 +330,7 @@ class WarmJob:
     def cancel_threadsafe(self) -> None:
         """:meth:`cancel` from any thread."""
         loop = self._loop
-        if loop is None or _portal.in_engine_thread():
+        if loop is None or _running_loop() is loop:
             self._cancelling = True  # seen by run() before it starts any item
             if loop is not None:
                 self.cancel()
@@ -326,16 +338,32 @@ class WarmJob:
         loop.call_soon_threadsafe(self.cancel)
 
 
-async def start_background(job: WarmJob) -> concurrent.futures.Future[WarmResult]:
-    """Start ``job`` as a task on the engine loop; its result lands in the returned future."""
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+WarmListener = Callable[[WarmProgress], None]
+"""Called on the engine loop with the figures as they change (a progress bar)."""
+
+
+async def start_background(
+    job: WarmJob, tasks: set[asyncio.Task[Any]]
+) -> concurrent.futures.Future[WarmResult]:
+    """Start ``job`` as a task on the engine loop; its result lands in the returned future.
+
+    ``tasks`` keeps the task referenced while it runs (asyncio holds tasks only weakly).
+    """
     outcome: concurrent.futures.Future[WarmResult] = concurrent.futures.Future()
     outcome.set_running_or_notify_cancel()
     job._loop = asyncio.get_running_loop()  # cancel() can reach it before run() starts
     task: asyncio.Task[WarmResult] = asyncio.ensure_future(job.run())
-    _RUNNING.add(task)
+    tasks.add(task)
 
     def finished(t: asyncio.Task[WarmResult]) -> None:
-        _RUNNING.discard(t)
+        tasks.discard(t)
         if t.cancelled():  # the engine loop shut down under it
             outcome.set_exception(
                 UsageError("the background warm was stopped because aiofolio shut down")
@@ -349,89 +377,3 @@ async def start_background(job: WarmJob) -> concurrent.futures.Future[WarmResult
 
     task.add_done_callback(finished)
     return outcome
-
-
-class WarmHandle:
-    """A warm running in the background (returned by ``warm_cache(background=True)``).
-
-    Usable from any thread, and awaitable from async code (``await handle`` or
-    ``await handle.aresult()``; cancelling that await does not stop the warm: use
-    :meth:`cancel`).
-    """
-
-    def __init__(self, job: WarmJob, future: concurrent.futures.Future[WarmResult]) -> None:
-        self._job = job
-        self._future = future
-
-    def __repr__(self) -> str:
-        p = self.progress
-        state = "done" if self.done() else "running"
-        return (
-            f"<WarmHandle {state}: {p.items_done}/{p.items_total} items, "
-            f"{p.bytes_done}/{p.bytes_total} bytes>"
-        )
-
-    @property
-    def progress(self) -> WarmProgress:
-        """Items and bytes done so far, out of the totals."""
-        return self._job.progress
-
-    def done(self) -> bool:
-        """Whether the warm has finished (completed, or stopped by :meth:`cancel`)."""
-        return self._future.done()
-
-    def result(self, timeout: float | None = None) -> WarmResult:
-        """Wait for the warm and return its :class:`WarmResult`.
-
-        After :meth:`cancel` this is the partial result: what was cached before the cancel,
-        with the rest listed in ``cancelled``.
-
-        Raises:
-            TimeoutError: not finished within ``timeout`` seconds (the warm goes on).
-            UsageError: called on aiofolio's own event-loop thread before the warm finished
-                (it would deadlock; ``await handle`` there instead).
-        """
-        if not self._future.done() and _portal.in_engine_thread():
-            raise UsageError(
-                "WarmHandle.result() would block aiofolio's own event loop; use "
-                "'await handle' there instead"
-            )
-        try:
-            return self._future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            raise TimeoutError(f"the warm did not finish within {timeout} s") from None
-
-    async def aresult(self) -> WarmResult:
-        """Async twin of :meth:`result` (for any asyncio loop, aiofolio's own included)."""
-        return await asyncio.shield(asyncio.wrap_future(self._future))
-
-    def __await__(self) -> Generator[Any, None, WarmResult]:
-        return self.aresult().__await__()
-
-    async def acancel(self) -> bool:
-        """Async twin of :meth:`cancel`: stop the warm and await its cleanup."""
-        running = self.cancel(wait=False)
-        with contextlib.suppress(Exception):
-            await self.aresult()
-        return running
-
-    def cancel(self, *, wait: bool = True, timeout: float = 30.0) -> bool:
-        """Stop the warm: no new downloads start, running ones are cancelled.
-
-        Cancelled downloads delete their temp files before the warm counts as done. Items
-        already cached stay cached.
-
-        Args:
-            wait: Block until the warm has stopped and cleaned up (at most ``timeout``
-                seconds). From async code use :meth:`acancel` instead.
-            timeout: The bound of that wait.
-
-        Returns:
-            True if the warm was still running when asked to stop.
-        """
-        if self._future.done():
-            return False
-        self._job.cancel_threadsafe()
-        if wait and not _portal.in_engine_thread():
-            concurrent.futures.wait([self._future], timeout=timeout)
-        return True

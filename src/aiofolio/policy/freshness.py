@@ -12,7 +12,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["Decision", "ItemChange", "decide", "diff_items", "may_serve_stale"]
+__all__ = ["Decision", "ItemChange", "changed_names", "decide", "diff_items", "may_serve_stale"]
 
 
 class Decision(enum.Enum):
@@ -104,3 +104,10 @@ def diff_items(old: Mapping[str, str], new: Mapping[str, str]) -> list[ItemChang
     ]
     changes += [ItemChange(name, None, token) for name, token in new.items() if name not in old]
     return changes
+
+
+def changed_names(old: Mapping[str, str] | None, new: Mapping[str, str]) -> tuple[str, ...]:
+    """The names :func:`diff_items` reports, sorted (nothing when there was no old manifest)."""
+    if old is None:
+        return ()
+    return tuple(sorted(change.name for change in diff_items(old, new)))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiofolio.errors import CacheError, CacheFullError
 
-__all__ = ["atomic_write", "os_error", "owner_pid", "pid_alive", "unique_name"]
+__all__ = ["atomic_write", "iso_utc", "os_error", "owner_pid", "pid_alive", "unique_name"]
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
@@ -127,3 +127,12 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def iso_utc(epoch: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 in UTC with a ``Z``, as cache reports show times."""
+    if epoch is None:
+        return None
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat().replace("+00:00", "Z")

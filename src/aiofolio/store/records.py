@@ -35,7 +35,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -500,6 +500,74 @@ class RecordStore:
         """Drop the in-memory cache (the next load of each record reads its file)."""
         with self._lock:
             self._cache.clear()
+
+
+    # -- TEMPORARY item API over record.json (replaced by the item logs) -------------------------
+    def item(self, url: str, name: str) -> ItemRecord | None:
+        loaded = self._load_full(url)
+        return None if loaded is None else loaded.items.get(name)
+
+    def items(self, url: str, *, refresh: bool = True) -> dict[str, ItemRecord]:
+        loaded = self._load_full(url)
+        return {} if loaded is None else dict(loaded.items)
+
+    def _load_full(self, url: str) -> BundleRecord | None:
+        folder, path = self._folder(url)
+        entry = self._cache.get(url)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        if entry is not None and entry.stamp == (st.st_mtime_ns, st.st_size, st.st_ino):
+            return entry.record
+        got = self.load(url)
+        entry = self._cache.get(url)
+        return entry.record if entry is not None else (got[0] if got else None)
+
+    def put_items(self, url: str, recs: Sequence[ItemRecord]) -> None:
+        def add(record: BundleRecord) -> BundleRecord:
+            for rec in recs:
+                record.items[rec.name] = rec
+            return record
+
+        self.update(url, add)
+
+    def drop_items(self, url: str, names: Mapping[str, str | None]) -> list[str]:
+        dropped: list[str] = []
+
+        def drop(record: BundleRecord) -> BundleRecord:
+            for name, digest in names.items():
+                rec = record.items.get(name)
+                if rec is not None and (digest is None or rec.digest == digest):
+                    del record.items[name]
+                    dropped.append(name)
+            return record
+
+        if self.load(url) is not None:
+            self.update(url, drop)
+        return dropped
+
+    def retain_items(self, url: str, keep: Callable[[ItemRecord], bool]) -> list[str]:
+        dropped: list[str] = []
+
+        def drop(record: BundleRecord) -> BundleRecord:
+            for name, rec in list(record.items.items()):
+                if not keep(rec):
+                    del record.items[name]
+                    dropped.append(name)
+            return record
+
+        if self.load(url) is not None:
+            self.update(url, drop)
+        return dropped
+
+    def clear_items(self, url: str) -> None:
+        def clear(record: BundleRecord) -> BundleRecord:
+            record.items = {}
+            return record
+
+        if self.load(url) is not None:
+            self.update(url, clear)
 
 
 def _manifest_name(md5: str) -> str:
