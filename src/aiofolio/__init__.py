@@ -39,7 +39,7 @@ from aiofolio.errors import (
     UsageError,
 )
 
-__version__ = "0.1.0"
+from aiofolio._version import __version__
 
 from aiofolio._warm import WarmHandle
 from aiofolio.bundle import Item

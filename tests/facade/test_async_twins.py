@@ -438,6 +438,8 @@ async def _both(folio: DataFolio, call: Call, handed: list[tuple[str, object]]) 
     assert sync, f"{name} did not go through the portal"
     assert [e for e, _ in sync] == ["call"] * len(sync), name
     assert [e for e, _ in twin] == ["acall"] * len(twin), name
+    if name == "get_path" and not twin:
+        return  # the path was handed out by the sync call: the twin's hit skips the engine
     assert [t for _, t in twin] == [t for _, t in sync], name
 
 

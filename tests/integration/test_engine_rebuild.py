@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aiofolio import DataFolio
+from aiofolio import DataFolio, RemoteUpdateWarning
 from aiofolio.bundle import payload_path
 from aiofolio.testing import FaultServer, MotoServer
 
@@ -175,7 +175,7 @@ def test_write_through_runs_the_soft_limit(
 OTHER_PROCESS = textwrap.dedent(
     """
     import sys
-    from aiofolio import DataFolio
+    from aiofolio import DataFolio, RemoteUpdateWarning
 
     folio = DataFolio(sys.argv[1], cache_dir=sys.argv[2])
     folio.get(sys.argv[3])
@@ -217,7 +217,7 @@ def test_an_item_cached_by_another_process_survives_revalidation(
     _publish(http_server, Path(writer.path))
     _cache_in_another_process(url, cache_dir, "a3")
     now[0] += 120
-    with pytest.warns(Warning):
+    with pytest.warns(RemoteUpdateWarning, match="'a2'"):
         folio.get("a0")
     assert folio.cache_status("a1")["cached"] is True
     assert folio.cache_status("a3")["cached"] is True

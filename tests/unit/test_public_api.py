@@ -85,11 +85,12 @@ def test_every_type_a_public_method_takes_or_returns_is_exported() -> None:
 
 
 def test_annotation_types_are_exported() -> None:
+    from aiofolio._warm import WarmHandle
     from aiofolio.bundle import Item
     from aiofolio.config import Settings
-    from aiofolio.engine.cache import InvalidationCallback
+    from aiofolio.engine.manifests import InvalidationCallback
     from aiofolio.engine.revalidate import RefreshOutcome
-    from aiofolio.engine.warm import WarmHandle, WarmProgress, WarmResult
+    from aiofolio.engine.warm import WarmProgress, WarmResult
     from aiofolio.folio import MetadataDict
 
     assert aiofolio.Settings is Settings

@@ -1,10 +1,8 @@
 """The verified blobs of one cached bundle: hits, downloads, publishes, references, status.
 
 Owns: :class:`BlobCache`, which the bundle's session asks for the local, verified file of an
-item (:meth:`BlobCache.blob_for`, :meth:`BlobCache.read`), and which publishes every blob of the
-bundle: downloads (verified while they stream, :mod:`aiofolio.engine.fetch`) and write-through
-copies of our own uploads (:meth:`BlobCache.adopt_file`). Every publish takes the quota's three
-steps (:mod:`aiofolio.engine.quota`: reserve, publish, settle). Rules it keeps:
+item (:meth:`BlobCache.blob_for`, :meth:`BlobCache.read`); misses are downloaded and published
+by its :class:`~aiofolio.engine.publish.Publisher`. Rules it keeps:
 
 * A blob is published only after its MD5 and size verified; a blob found corrupt on a hit is
   dropped and fetched again (``strict_mode`` raises instead). Hits re-hash as
@@ -29,15 +27,12 @@ from typing import Any, Final, TypeVar
 
 from aiofolio.backends import Backend, ObjectStat
 from aiofolio.bundle import Item, payload_path, version_token
-from aiofolio.config import Settings
 from aiofolio.engine._runtime import BundleScope, in_thread
-from aiofolio.engine.fetch import INLINE_MAX, Chunking, fetch_verified
-from aiofolio.engine.quota import Ticket, is_disk_full
-from aiofolio.errors import AiofolioError, CacheFullError, ChecksumMismatchError, NotCachedError
+from aiofolio.engine.fetch import INLINE_MAX
+from aiofolio.engine.publish import Publisher, chunking_of
+from aiofolio.errors import AiofolioError, ChecksumMismatchError, NotCachedError
 from aiofolio.policy import Decision, decide, rehash_on_hit
 from aiofolio.store import (
-    FAST_ALGORITHM,
-    Hashers,
     ItemRecord,
     blob_lock,
     fast_hash_file,
@@ -61,18 +56,13 @@ class _Abandoned(Exception):
     """Given to readers that joined a download whose owner was cancelled (they fetch anew)."""
 
 
-def chunking_of(settings: Settings) -> Chunking:
-    """The download split the settings ask for."""
-    return Chunking(
-        parallel_threshold=settings.parallel_threshold,
-        chunk_size=settings.chunk_size,
-        streams=settings.parallel_downloads,
-    )
-
-
 def reference_token(stat: ObjectStat) -> str:
     """The version of an external object a referenced table's cached copy is keyed by."""
     return str(stat.token or f"{stat.size}:{stat.last_modified}")
+
+
+def _exists(path: str) -> bool:
+    return os.path.exists(path)  # one stat: no thread hop
 
 
 def _base_token(rec: ItemRecord) -> str:
@@ -86,6 +76,7 @@ class BlobCache:
         self.scope = scope
         self.url = scope.url
         self.rt = scope.rt
+        self.publisher = Publisher(scope)
 
     # -- looking up ---------------------------------------------------------------------------
     def cached_item(self, item: Item) -> ItemRecord | None:
@@ -123,12 +114,6 @@ class BlobCache:
         self.rt.stats.record_access(self.url, item.name)
         if self.scope.settings.log_cache_hits:
             log.info("cache hit: %r of %s (%d bytes)", item.name, self.url, size)
-
-    def _count_miss(self, item: Item, size: int) -> None:
-        self.rt.stats.add(self.url, misses=1, bytes_downloaded=size)
-        self.rt.stats.record_access(self.url, item.name)
-        if self.scope.settings.log_cache_misses:
-            log.info("cache miss: %r of %s (%d bytes downloaded)", item.name, self.url, size)
 
     def try_small_hit(self, item: Item) -> Path | None:
         """``item``'s verified blob when it is cached and at most ``INLINE_MAX`` bytes, else None.
@@ -263,9 +248,9 @@ class BlobCache:
                         marked = blob.name
                         await in_thread(inuse.mark, blob, None)
                         continue
-                    if owner is not None and not await self.hand_out(owner, str(blob)):
-                        if attempt == 1:
-                            continue  # evicted before the path was protected: fetch again
+                    kept = owner is None or await self.hand_out(owner, str(blob))
+                    if not kept and attempt == 1:
+                        continue  # evicted before the path was protected: fetch again
                     return result
             raise AssertionError("unreachable")  # pragma: no cover
         finally:
@@ -280,7 +265,7 @@ class BlobCache:
             protected: fetch it again (it stays protected now), then the path is good.
         """
         inuse = self.rt.inuse
-        if inuse.handed_out_to(owner, os.path.basename(path)) and os.path.exists(path):
+        if inuse.handed_out_to(owner, os.path.basename(path)) and _exists(path):
             return True
         return await in_thread(inuse.mark, path, owner)
 
@@ -295,7 +280,7 @@ class BlobCache:
         url = f"{self.url.rstrip('/')}/{payload_path(item)}"
         if not self.scope.writes_cache:
             # Nothing will be published (read-only cache): no lock file in the cache folder.
-            return await self.fetch_and_publish(item, url)
+            return await self.publisher.fetch_and_publish(item, url)
         layout = self.rt.layout
         deadline = time.monotonic() + LOCK_TIMEOUT
         probed = False
@@ -334,7 +319,7 @@ class BlobCache:
                 path = await self._published_meanwhile(item)
                 if path is not None:
                     return path
-            return await self.fetch_and_publish(item, url)
+            return await self.publisher.fetch_and_publish(item, url)
         finally:
             if acquired:
                 lock_ctx.__exit__(None, None, None)  # no await: runs even when cancelled
@@ -349,111 +334,6 @@ class BlobCache:
             return None
         self._count_hit(item, path, rec.size)
         return path
-
-    async def fetch_and_publish(
-        self, item: Item, url: str, *, backend: Backend | None = None, remote_token: str = ""
-    ) -> Path:
-        """Download ``url`` verified and publish it as ``item``'s blob (or, with a read-only
-        cache, into a private copy), under the size limits."""
-        settings = self.scope.settings
-        algorithm = settings.checksum_algorithm
-        writes = self.scope.writes_cache
-        what = f"item {item.name!r} of {self.url}"
-        quota = self.rt.quota
-        ticket = await in_thread(quota.reserve, settings, item.size_bytes, what) if writes else None
-
-        def new_temp(attempt: int) -> Path:
-            if writes:
-                return self.rt.blobs.new_temp()
-            return Path(self.scope.scratch_dir) / f"dl-{os.getpid()}-{attempt}-{id(item):x}.part"
-
-        published = False
-        try:
-            for attempt in (1, 2):
-                try:
-                    tmp, hashers, size = await fetch_verified(
-                        backend or self.scope.backend,
-                        url,
-                        new_temp,
-                        md5=item.checksum,
-                        size=item.size_bytes,
-                        algorithms=(algorithm, FAST_ALGORITHM),
-                        chunking=chunking_of(settings),
-                        # Resume across runs: only cache downloads, whose temps are in v1/tmp.
-                        resume_dir=self.rt.layout.tmp_dir if writes else None,
-                        resume_registry=self.rt.resume,
-                    )
-                    break
-                except OSError as exc:
-                    if not writes or not is_disk_full(exc) or isinstance(exc, AiofolioError):
-                        raise
-                    if attempt == 2:
-                        raise CacheFullError(
-                            f"the disk of the cache ({self.rt.root}) is full: {what} "
-                            f"({item.size_bytes or 'unknown'} bytes) did not fit even after "
-                            "evicting; nothing was kept"
-                        ) from exc
-                    need = item.size_bytes or self.rt.blobs.total_size() // 2  # unknown: half
-                    log.warning("disk full while downloading %s; evicting and retrying", what)
-                    await in_thread(quota.free_for, settings, need)
-            try:
-                digest = hashers.hexdigest(algorithm)
-                if ticket is None:
-                    # read-only cache: the bytes are served from a private copy, never cached.
-                    private = Path(self.scope.scratch_dir) / f"{digest}-{os.getpid()}"
-                    await in_thread(os.replace, tmp, private)
-                    self._count_miss(item, size)
-                    return private
-                if ticket.size is None:
-                    await in_thread(quota.grow, ticket, settings, size)  # before the publish
-                path = await self._publish(tmp, digest, size)
-                published = True
-                self._record(self._new_record(item, hashers, digest, size, remote_token))
-                self._count_miss(item, size)
-                await self._settle(ticket, digest, size)
-                return path
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-        finally:
-            if ticket is not None and not published:
-                quota.release(ticket)
-
-    async def _publish(self, tmp: str | os.PathLike[str], digest: str, size: int) -> Path:
-        if size <= INLINE_MAX:  # a rename and a chmod: cheaper than the thread hop
-            return self.rt.blobs.publish(tmp, digest)
-        return await in_thread(self.rt.blobs.publish, tmp, digest)
-
-    async def _settle(self, ticket: Ticket, digest: str, size: int) -> None:
-        quota, settings = self.rt.quota, self.scope.settings
-        if ticket.reservation is None and settings.max_cache_size is not None:
-            await in_thread(quota.after_publish, ticket, settings, digest, size)
-        else:
-            quota.after_publish(ticket, settings, digest, size)  # no scan: no thread hop
-
-    def _new_record(
-        self, item: Item, hashers: Hashers, digest: str, size: int, remote_token: str = ""
-    ) -> ItemRecord:
-        """The record of a blob just published for ``item`` (hashed by ``hashers``)."""
-        return ItemRecord(
-            name=item.name,
-            item_type=item.item_type,
-            payload="" if item.is_reference else payload_path(item),
-            version_token=version_token(item) + (f"#{remote_token}" if remote_token else ""),
-            remote_token=remote_token or None,
-            digest=digest,
-            algorithm=self.scope.settings.checksum_algorithm,
-            fast_hash=hashers.hexdigest(FAST_ALGORITHM),
-            fast_algorithm=FAST_ALGORITHM,
-            size=size,
-            cached_at=time.time(),
-            last_verified=self.scope.clock(),
-        )
-
-    def _record(self, *recs: ItemRecord) -> None:
-        """Record published blobs: one append to this process's item log (constant cost)."""
-        if self.scope.writes_cache and recs:
-            self.rt.records.put_items(self.url, recs)
 
     # -- references ------------------------------------------------------------------------------
     async def blob_for_reference(self, item: Item, target: Backend) -> Path:
@@ -494,52 +374,15 @@ class BlobCache:
                 self.confirm_reference(rec, now)
                 self._count_hit(item, blob, rec.size)
                 return blob
-        return await self.fetch_and_publish(item, path_url, backend=target, remote_token=token)
+        return await self.publisher.fetch_and_publish(
+            item, path_url, backend=target, remote_token=token
+        )
 
     def confirm_reference(self, rec: ItemRecord, now: float) -> None:
         """The external object is unchanged: the copy's check time moves to ``now``."""
         import msgspec
 
-        self._record(msgspec.structs.replace(rec, last_verified=now))
-
-    # -- write-through ---------------------------------------------------------------------------
-    def adopt_file(self, item: Item, path: str) -> None:
-        """Put a payload we just uploaded into the cache (write-through, ``cache_on_add``).
-
-        Blocking. Takes the quota's steps like a download: under a hard limit an item that
-        does not fit raises :class:`~aiofolio.errors.CacheFullError` (the upload itself has
-        already succeeded).
-        """
-        if not self.scope.writes_cache:
-            return
-        settings = self.scope.settings
-        quota = self.rt.quota
-        what = f"write-through copy of {item.name!r} of {self.url}"
-        ticket = quota.reserve(settings, item.size_bytes or os.path.getsize(path), what)
-        published = False
-        algorithm = settings.checksum_algorithm
-        hashers = Hashers(sorted({"md5", algorithm, FAST_ALGORITHM}))
-        tmp = self.rt.blobs.new_temp()
-        size = 0
-        try:
-            with open(path, "rb") as src, open(tmp, "wb") as dst:
-                while block := src.read(1 << 20):
-                    hashers.update(block)
-                    dst.write(block)
-                    size += len(block)
-            if item.checksum is not None and hashers.hexdigest("md5") != item.checksum:
-                log.warning("write-through copy of %r does not match; not cached", item.name)
-                return
-            digest = hashers.hexdigest(algorithm)
-            self.rt.blobs.publish(tmp, digest)
-            published = True
-            self._record(self._new_record(item, hashers, digest, size))
-            quota.after_publish(ticket, settings, digest, size)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            if not published:
-                quota.release(ticket)
+        self.publisher.record(msgspec.structs.replace(rec, last_verified=now))
 
     # -- maintenance -----------------------------------------------------------------------------
     def invalidate(self, name: str | None = None) -> None:

@@ -69,9 +69,9 @@ async def fetch_verified(
     mid-way, is deleted and tried again, up to ``attempts`` times.
 
     With ``resume_dir`` (the folder ``new_temp`` writes in), a ranged download of an object
-    with a version token and a known ``md5`` is journaled there and resumes a partial that an earlier download of
-    ``url`` left (:mod:`aiofolio.engine.resume`; ``resume_registry`` lists this process's
-    journals). The partial is kept when the download fails with a
+    with a version token and a known ``md5`` is journaled there and resumes a partial that an
+    earlier download of ``url`` left (:mod:`aiofolio.engine.resume`; ``resume_registry``
+    lists this process's journals). The partial is kept when the download fails with a
     :class:`~aiofolio.errors.TransientError` (or the process dies), and deleted otherwise.
 
     Args:

@@ -161,7 +161,8 @@ class ManifestCache:
             force=force,
         )
         if decision in (Decision.FRESH, Decision.STALE_OK):
-            assert record is not None and manifest is not None
+            assert record is not None
+            assert manifest is not None
             return manifest, record.manifest_token
         if decision is Decision.MISSING:
             if self.scope.offline:
@@ -177,7 +178,8 @@ class ManifestCache:
                 lambda: self._write(token=token, now=now, data=data, keep=self._keeper(fresh))
             )
             return fresh, token
-        assert record is not None and manifest is not None
+        assert record is not None
+        assert manifest is not None
         return await self._revalidate(record, manifest, now)
 
     def fresh_manifest(self) -> Manifest | None:

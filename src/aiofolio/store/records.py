@@ -501,7 +501,6 @@ class RecordStore:
         with self._lock:
             self._cache.clear()
 
-
     # -- TEMPORARY item API over record.json (replaced by the item logs) -------------------------
     def item(self, url: str, name: str) -> ItemRecord | None:
         loaded = self._load_full(url)
@@ -512,7 +511,7 @@ class RecordStore:
         return {} if loaded is None else dict(loaded.items)
 
     def _load_full(self, url: str) -> BundleRecord | None:
-        folder, path = self._folder(url)
+        path = self._folder(url)[1]
         entry = self._cache.get(url)
         try:
             st = os.stat(path)
