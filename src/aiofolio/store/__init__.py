@@ -10,8 +10,10 @@ one ``os.stat`` each).
 - :mod:`~aiofolio.store.blobs`: :class:`BlobStore`, content-addressed immutable blobs.
 - :mod:`~aiofolio.store.hashing`: :class:`Hashers`, :func:`fast_hash_file` and the algorithm
   names.
-- :mod:`~aiofolio.store.records`: :class:`BundleRecord`, :class:`ItemRecord` and
-  :class:`RecordStore`.
+- :mod:`~aiofolio.store.records`: :class:`BundleRecord` and :class:`RecordStore`, the API
+  over a bundle's folder (bundle record, manifest, item records).
+- :mod:`~aiofolio.store.itemlog`: :class:`ItemRecord` and the per-process append-only item
+  logs of a bundle, their merge and compaction.
 - :mod:`~aiofolio.store.stats`: :class:`StatsCounter`, cross-process counters.
 - :mod:`~aiofolio.store.locks`: :func:`blob_lock`, best-effort cross-process locks.
 - :mod:`~aiofolio.store.prefs`: :class:`PrefsStore`, pins and eviction priorities.

@@ -9,7 +9,8 @@ change gets a new directory instead of a migration::
     <cache_dir>/CACHEDIR.TAG            marks the folder as a cache for backup tools
     <cache_dir>/config.json             settings file (read by aiofolio.config, not here)
     <cache_dir>/v1/blobs/ab/<digest>    immutable content named by its digest (mode 0444)
-    <cache_dir>/v1/bundles/<key>/       bundle record: record.json, manifest-<md5>.json
+    <cache_dir>/v1/bundles/<key>/       bundle record: record.json, manifest-<md5>.json,
+                                        items.snap, items/<host>-<pid>-<random>.log
     <cache_dir>/v1/tmp/                 unique temp files "<pid>-<random>.part"
     <cache_dir>/v1/locks/               best-effort lock files
     <cache_dir>/v1/stats/               per-process counter files

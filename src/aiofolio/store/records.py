@@ -1,29 +1,36 @@
 """Bundle records of the cache: what we know about each cached bundle, and their files.
 
-This module owns the record structs (:class:`BundleRecord`, :class:`ItemRecord`; msgspec, a
-default on every field, unknown fields ignored so older and newer aiofolio versions share a
-cache) and :class:`RecordStore`, which keeps them in ``v1/bundles/<key>/``:
+This module owns :class:`BundleRecord` (msgspec, a default on every field, unknown fields
+ignored so older and newer aiofolio versions share a cache) and :class:`RecordStore`, the one
+API over a bundle's folder ``v1/bundles/<key>/``:
 
-- ``record.json``: the :class:`BundleRecord` (manifest token, last check, item → blob);
+- ``record.json`` (format 2): the bundle-level :class:`BundleRecord` (manifest token, last
+  check, which manifest), no item records;
 - ``manifest-<md5>.json``: the raw remote manifest bytes, exactly as fetched, named by their
-  MD5, which the record names in ``manifest_md5``.
+  MD5, which the record names in ``manifest_md5``;
+- ``items/`` and ``items.snap``: the :class:`~aiofolio.store.itemlog.ItemRecord` of each
+  cached item, as per-process append-only logs and a compaction snapshot
+  (:mod:`~aiofolio.store.itemlog`): an item commit is one small append, whatever the number
+  of items, and no process's write can undo another's.
 
-``record.json`` is the only mutable file and the commit point: a save writes the (immutable,
-content-named) manifest first and then renames a complete record into place, so every record a
-reader can see comes with the very manifest it was saved with, also when several processes
-save at once and no lock works (last writer wins for the pair as a whole). Manifests that no
-record names any more are deleted after a grace period. A record or manifest that does not
-decode or verify is a miss (logged as a warning), never an exception: the engine fetches again
-and the next save repairs it.
+A save writes the (immutable, content-named) manifest first and then renames a complete
+record into place, so every record a reader can see comes with the very manifest it was saved
+with, also when several processes save at once and no lock works (last writer wins for the
+pair as a whole). Manifests that no record names any more are deleted after a grace period. A
+record or manifest that does not decode or verify is a miss (logged as a warning), never an
+exception: the engine fetches again and the next save repairs it.
 
 Loads are served from memory while ``record.json``'s ``(mtime_ns, size, inode)`` stamp is
 unchanged, so the hit path costs one ``os.stat``; a changed record that names the same
 manifest reuses the manifest bytes already in memory. (Every save renames a new inode into
 place; only on kernels without fine-grained timestamps could two saves of equal size within
 one clock tick that also reuse an inode go unnoticed, until the next save.)
-:meth:`RecordStore.load` returns a shallow copy (its own struct and ``items`` dict):
-reassigning fields or adding and removing items is safe; the :class:`ItemRecord` objects are
-shared with the memory cache, so replace them rather than editing them in place.
+:meth:`RecordStore.load` returns a copy of the record (its ``items`` always empty).
+Item lookups are served from an in-memory index refreshed from disk when a name is missing.
+
+A format-1 ``record.json`` (items inside, as aiofolio wrote it before) keeps working: its items
+are the base layer of the item view (entries as old as the file), and the first save of the
+bundle record writes them into ``items.snap`` before it rewrites ``record.json`` without them.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ import os
 import re
 import threading
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -42,6 +51,15 @@ from typing import Final
 import msgspec
 
 from aiofolio.store._util import atomic_write, os_error, owner_pid, pid_alive
+from aiofolio.store.itemlog import (
+    ITEMS_DIR,
+    SNAPSHOT_FILE,
+    BaseLayer,
+    BundleItems,
+    ItemRecord,
+    Op,
+    Stamp,
+)
 from aiofolio.store.layout import CacheLayout, bundle_key
 from aiofolio.store.locks import cache_lock
 
@@ -56,56 +74,20 @@ __all__ = [
 log = logging.getLogger("aiofolio.store")
 
 RECORD_FILE: Final = "record.json"
-RECORD_FORMAT: Final = 1
+RECORD_FORMAT: Final = 2
 _RELOAD_ATTEMPTS: Final = 3
 _MANIFEST_GRACE_S: Final = 300.0
+_MAX_OPEN_LOGS: Final = 64
 _MD5_HEX: Final = re.compile(r"[0-9a-f]{32}")
-_Stamp = tuple[int, int, int]
-
-
-class ItemRecord(msgspec.Struct, kw_only=True):
-    """One cached item version of a bundle (the current version of an item name).
-
-    Attributes:
-        name: The item name.
-        item_type: The manifest's ``item_type``.
-        payload: The payload path relative to the bundle ("" for references).
-        version_token: ``aiofolio.bundle.version_token(item)`` (plus the remote token for
-            items without a checksum); compared after a manifest refresh.
-        remote_token: ETag/generation of the payload (or of the external object of a
-            reference), when known.
-        digest: The blob digest (hex) of the cached bytes.
-        algorithm: The algorithm of ``digest`` (``md5``).
-        fast_hash: A fast hash of the bytes for hit verification.
-        fast_algorithm: Its algorithm (``xxh3_128`` or ``blake2b_128``).
-        size: Size in bytes.
-        cached_at: When the bytes were cached (epoch seconds).
-        last_verified: When the bytes were last verified (epoch seconds).
-        pinned: Never evict.
-        priority: Eviction priority (higher stays longer).
-    """
-
-    name: str = ""
-    item_type: str = ""
-    payload: str = ""
-    version_token: str = ""
-    remote_token: str | None = None
-    digest: str = ""
-    algorithm: str = "md5"
-    fast_hash: str = ""
-    fast_algorithm: str = ""
-    size: int = 0
-    cached_at: float = 0.0
-    last_verified: float = 0.0
-    pinned: bool = False
-    priority: int = 0
+_NO_ITEMS: Final[Mapping[str, ItemRecord]] = {}
 
 
 class BundleRecord(msgspec.Struct, kw_only=True):
     """What the cache knows about one bundle.
 
     Attributes:
-        format: Record format (1); readers accept any and ignore unknown fields.
+        format: Record format (2: no items inside); readers accept any and ignore unknown
+            fields.
         url: The bundle URL the record belongs to.
         manifest_token: ETag/generation of the manifest when it was fetched.
         last_check: Epoch seconds of the last successful manifest check (the TTL base).
@@ -113,7 +95,9 @@ class BundleRecord(msgspec.Struct, kw_only=True):
         manifest_size: Size of the saved manifest (set by :meth:`RecordStore.save`).
         manifest_md5: MD5 hex of the saved manifest, which names its file (set by
             :meth:`RecordStore.save`). Empty: no manifest saved.
-        items: Cached items by name (current versions only).
+        items: Cached items by name: read from format-1 files and filled by
+            :meth:`RecordStore.iter_records`; empty from :meth:`RecordStore.load` and ignored
+            by :meth:`RecordStore.save` (item records have their own methods).
     """
 
     format: int = RECORD_FORMAT
@@ -126,36 +110,70 @@ class BundleRecord(msgspec.Struct, kw_only=True):
     items: dict[str, ItemRecord] = {}
 
 
+class _RecordFile(msgspec.Struct, kw_only=True):
+    """What ``record.json`` holds (format 2): a :class:`BundleRecord` without items."""
+
+    format: int = RECORD_FORMAT
+    url: str = ""
+    manifest_token: str | None = None
+    last_check: float = 0.0
+    created_at: float = 0.0
+    manifest_size: int = 0
+    manifest_md5: str = ""
+
+
 _ENCODER: Final = msgspec.json.Encoder()
 _DECODER: Final = msgspec.json.Decoder(BundleRecord)
 
 
 class _Entry:
-    __slots__ = ("manifest", "record", "stamp")
+    __slots__ = ("base", "manifest", "record", "stamp")
 
-    def __init__(self, stamp: _Stamp, record: BundleRecord | None, manifest: bytes | None):
+    def __init__(
+        self,
+        stamp: Stamp,
+        record: BundleRecord | None,
+        manifest: bytes | None,
+        base: Mapping[str, ItemRecord] = _NO_ITEMS,
+    ) -> None:
         self.stamp = stamp
-        self.record = record  # None: the file at this stamp is corrupt (warned once)
+        self.record = record  # None: the file at this stamp is corrupt (warned once); no items
         self.manifest = manifest
+        self.base = base  # the items of a format-1 file
 
 
 class _Corrupt(Exception):
     """Internal: a record or manifest that does not decode or verify."""
 
 
-class RecordStore:
-    """Bundle records in ``<cache_dir>/v1/bundles/<key>/``, with an in-memory cache.
+_STORES: Final[weakref.WeakSet[RecordStore]] = weakref.WeakSet()
 
-    Safe to use from several threads and processes. Concurrent :meth:`save` calls never tear a
-    record or pair it with another save's manifest (last writer wins); :meth:`update`
-    serializes read-modify-write cycles with a best-effort file lock.
+
+def _after_fork_in_child() -> None:
+    for store in list(_STORES):
+        store._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class RecordStore:
+    """Bundle and item records in ``<cache_dir>/v1/bundles/<key>/``, with in-memory caches.
+
+    Safe to use from several threads and processes (also forked ones: a child writes its own
+    item log). Concurrent :meth:`save` calls never tear a record or pair it with another
+    save's manifest (last writer wins); :meth:`update` serializes read-modify-write cycles of
+    the bundle record with a best-effort file lock. Item writes (:meth:`put_items`,
+    :meth:`drop_items`, :meth:`retain_items`, :meth:`clear_items`) are one append each to
+    this process's own log and need no lock: none is ever lost to another process's write.
 
     Args:
         layout: The cache layout.
-        fsync: Flush record and manifest files to stable storage on save (slower; the cache
-            recovers from a lost record by fetching again, so it is off by default).
-        lock_timeout: Seconds :meth:`update` waits for the record lock before it goes on
-            without it.
+        fsync: Flush record, manifest and item-log writes to stable storage (slower; the
+            cache recovers from a lost record by fetching again, so it is off by default).
+        lock_timeout: Seconds :meth:`update` (and a compaction) waits for its lock before it
+            goes on without it.
 
     Attributes:
         decodes: How many times a ``record.json`` was read and decoded (a diagnostic: the hot
@@ -172,6 +190,20 @@ class RecordStore:
         self._cache: dict[str, _Entry] = {}
         self._folders_by_url: dict[str, tuple[Path, str]] = {}
         self._lock = threading.Lock()
+        self._bundles: dict[str, BundleItems] = {}
+        self._open_logs: OrderedDict[str, BundleItems] = OrderedDict()
+        self._bases: dict[str, tuple[Stamp, Mapping[str, ItemRecord]]] = {}
+        self._warned: set[str] = set()
+        _STORES.add(self)
+
+    def _after_fork(self) -> None:
+        # Only the forking thread runs in the child: a lock another thread held stays held
+        # forever, and the parent's logs are the parent's. Start afresh (the record cache is
+        # immutable entries, safe to keep).
+        self._lock = threading.Lock()
+        for bundle in self._bundles.values():
+            bundle.after_fork()
+        self._open_logs = OrderedDict()
 
     def _folder(self, url: str) -> tuple[Path, str]:
         """The bundle folder of ``url`` and its record path (memoized: the hot path)."""
@@ -185,10 +217,10 @@ class RecordStore:
         return found
 
     # ----------------------------------------------------------------------------------------
-    # reading
+    # the bundle record: reading
 
     def load(self, url: str) -> tuple[BundleRecord, bytes | None] | None:
-        """The record of ``url`` and its raw manifest bytes, or None when there is none.
+        """The bundle record of ``url`` and its raw manifest bytes, or None when there is none.
 
         One ``os.stat`` when the file is unchanged since the last load in this process. A
         record that does not decode, names another URL, or whose manifest is missing or does
@@ -200,7 +232,8 @@ class RecordStore:
 
         Returns:
             ``(record, manifest_bytes)``; ``manifest_bytes`` is None when the record was saved
-            without a manifest. The record is a shallow copy (see the module docstring).
+            without a manifest. The record is a copy whose ``items`` is always empty (item
+            records: :meth:`item`, :meth:`items`).
         """
         folder, path = self._folder(url)
         for attempt in range(1, _RELOAD_ATTEMPTS + 1):
@@ -225,11 +258,13 @@ class RecordStore:
                 log.warning("ignoring the cache record of %s: %s (it will be refetched)", url, exc)
                 self._remember(url, _Entry(stamp, None, None))
                 return None
-            self._remember(url, _Entry(stamp, record, manifest))
+            base = record.items
+            record = _copy(record)
+            self._remember(url, _Entry(stamp, record, manifest, base))
             return _copy(record), manifest
         return None  # pragma: no cover - the loop always returns
 
-    def _read_record(self, folder: Path, url: str) -> tuple[_Stamp, BundleRecord]:
+    def _read_record(self, folder: Path, url: str | None) -> tuple[Stamp, BundleRecord]:
         """Read and decode ``record.json``; the stamp is of the bytes read."""
         path = folder / RECORD_FILE
         try:
@@ -246,7 +281,7 @@ class RecordStore:
             record = _DECODER.decode(raw)
         except msgspec.DecodeError as exc:
             raise _Corrupt(f"{path} does not decode: {exc}") from exc
-        if record.url and record.url != url:
+        if url is not None and record.url and record.url != url:
             raise _Corrupt(f"{path} belongs to {record.url!r}")
         return stamp, record
 
@@ -271,27 +306,220 @@ class RecordStore:
         with self._lock:
             self._cache.pop(url, None)
 
-    def iter_records(self) -> Iterator[BundleRecord]:
-        """Every decodable bundle record (no particular order; manifests are not read).
+    def _base_items(self, url: str) -> tuple[Stamp | None, Mapping[str, ItemRecord]]:
+        """The items inside ``record.json`` (a format-1 file), decoded once per file version."""
+        folder, path = self._folder(url)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None, _NO_ITEMS
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        entry = self._cache.get(url)
+        if entry is not None and entry.stamp == stamp:
+            return stamp, entry.base
+        known = self._bases.get(url)
+        if known is not None and known[0] == stamp:
+            return known
+        try:
+            stamp, record = self._read_record(folder, url)
+        except FileNotFoundError:
+            return None, _NO_ITEMS
+        except _Corrupt:
+            return stamp, _NO_ITEMS
+        found = (stamp, record.items or _NO_ITEMS)
+        with self._lock:
+            if len(self._bases) >= 4096:
+                self._bases.clear()
+            self._bases[url] = found
+        return found
 
-        Corrupt records are skipped with a warning. Decodes from disk, bypassing the memory
-        cache (a listing for the CLI and eviction, not a hot path).
+    # ----------------------------------------------------------------------------------------
+    # item records
+
+    def _bundle(self, url: str) -> BundleItems:
+        bundle = self._bundles.get(url)
+        if bundle is None:
+            with self._lock:
+                bundle = self._bundles.get(url)
+                if bundle is None:
+                    bundle = BundleItems(
+                        self._folder(url)[0],
+                        url,
+                        lambda: self._base_items(url),
+                        self,
+                        self._warned,
+                    )
+                    self._bundles[url] = bundle
+        return bundle
+
+    def item(self, url: str, name: str) -> ItemRecord | None:
+        """The current record of item ``name`` of ``url``, or None.
+
+        Served from the in-memory index (a dict lookup); a name not there refreshes the index
+        from disk first (a ``scandir`` of ``items/``, a ``stat`` per log and a read of their
+        new bytes only; no lock). The record is shared: replace it, never edit it.
+        """
+        bundle = self._bundles.get(url)
+        if bundle is not None:
+            rec = bundle.index.view.get(name)
+            if rec is not None:
+                return rec
+        bundle = self._bundle(url)
+        with bundle.lock:
+            bundle.refresh()
+            return bundle.index.view.get(name)
+
+    def items(self, url: str, *, refresh: bool = True) -> dict[str, ItemRecord]:
+        """A copy of the current item records of ``url`` by name.
+
+        Args:
+            url: The bundle URL.
+            refresh: Read what other processes wrote since the last refresh first (the first
+                call in a process always reads the snapshot and logs).
+        """
+        bundle = self._bundle(url)
+        with bundle.lock:
+            if refresh or not bundle.loaded:
+                bundle.refresh()
+            return dict(bundle.index.view)
+
+    def put_items(self, url: str, recs: Sequence[ItemRecord]) -> None:
+        """Record item versions of ``url`` (each replaces the record of its name).
+
+        One ``os.write`` to this process's own log of the bundle, whatever the number of
+        records already there.
+
+        Raises:
+            ValueError: A record has no name.
+            CacheError: The log cannot be written (``CacheFullError`` when the disk is full).
+        """
+        if not recs:
+            return
+        for rec in recs:
+            if not rec.name:
+                raise ValueError("an ItemRecord needs its name to be recorded")
+        self._append(url, list(recs))
+
+    def drop_items(self, url: str, names: Mapping[str, str | None]) -> list[str]:
+        """Drop item records of ``url``: ``name -> digest``, or ``name -> None`` for any.
+
+        A drop with a digest applies only while the record of that name has that digest, also
+        against writes of other processes that race with it (it never drops a newer version).
+
+        Returns:
+            The names whose record was dropped (in this process's refreshed view).
+
+        Raises:
+            CacheError: The log cannot be written.
+        """
+        if not names:
+            return []
+        bundle = self._bundle(url)
+        with bundle.lock:
+            bundle.refresh()
+            view = bundle.index.view
+            ops: list[Op] = []
+            for name, digest in names.items():
+                rec = view.get(name)
+                if rec is not None and (digest is None or rec.digest == digest):
+                    ops.append((name, digest))
+            if ops:
+                self._append(url, ops)
+        return [op[0] for op in ops if isinstance(op, tuple)]
+
+    def retain_items(self, url: str, keep: Callable[[ItemRecord], bool]) -> list[str]:
+        """Drop every current item record of ``url`` for which ``keep`` is False (one append).
+
+        ``keep`` runs without any lock held, on a snapshot of the view; each drop names the
+        digest it judged, so a version another process records meanwhile stays.
+
+        Returns:
+            The names dropped.
+        """
+        current = self.items(url)
+        ops: list[Op] = [(name, rec.digest) for name, rec in current.items() if not keep(rec)]
+        if ops:
+            self._append(url, ops)
+        return [op[0] for op in ops if isinstance(op, tuple)]
+
+    def clear_items(self, url: str) -> None:
+        """Drop every item record of ``url`` (one entry; older entries of any process lose)."""
+        folder = self._folder(url)[0]
+        if not folder.is_dir():
+            bundle = self._bundles.get(url)
+            if bundle is not None:
+                with bundle.lock:
+                    bundle.reset()
+            return
+        self._append(url, [None])
+
+    def _append(self, url: str, ops: Sequence[Op]) -> None:
+        bundle = self._bundle(url)
+        with bundle.lock:
+            bundle.append(ops)
+        self._note_open_log(url, bundle)
+
+    def _note_open_log(self, url: str, bundle: BundleItems) -> None:
+        """Keep at most ``_MAX_OPEN_LOGS`` log descriptors open (least recently used close)."""
+        with self._lock:
+            self._open_logs[url] = bundle
+            self._open_logs.move_to_end(url)
+            if len(self._open_logs) <= _MAX_OPEN_LOGS:
+                return
+            victims = list(self._open_logs.items())[: len(self._open_logs) - _MAX_OPEN_LOGS]
+        for victim_url, victim in victims:
+            if victim is bundle or not victim.lock.acquire(blocking=False):
+                continue
+            try:
+                victim.close_fd()
+            finally:
+                victim.lock.release()
+            with self._lock:
+                if self._open_logs.get(victim_url) is victim:
+                    del self._open_logs[victim_url]
+
+    def compact(self, url: str) -> bool:
+        """Compact the item records of ``url`` now (see :meth:`BundleItems.compact`).
+
+        Returns:
+            True when a snapshot was written (False: nothing there to compact).
+
+        Raises:
+            CacheError: The snapshot cannot be written.
+        """
+        if not self._folder(url)[0].is_dir():
+            return False
+        bundle = self._bundle(url)
+        with bundle.lock:
+            return bundle.compact(force=True)
+
+    def iter_records(self) -> Iterator[BundleRecord]:
+        """Every decodable bundle record, ``items`` filled with its merged item view.
+
+        No particular order; manifests are not read. Corrupt records are skipped with a
+        warning. Bundles this store has in memory are refreshed; the others are read from
+        disk and not kept (a listing for the CLI and eviction, not a hot path).
         """
         for folder in self._folders():
-            path = folder / RECORD_FILE
             try:
-                raw = path.read_bytes()
+                stamp, record = self._read_record(folder, None)
             except FileNotFoundError:
                 continue
-            except OSError as exc:
-                log.warning("skipping the cache record %s: %s", path, exc.strerror or exc)
+            except _Corrupt as exc:
+                log.warning("skipping the cache record %s: %s", folder / RECORD_FILE, exc)
                 continue
-            try:
-                record = _DECODER.decode(raw)
-            except msgspec.DecodeError as exc:
-                log.warning("skipping the cache record %s: it does not decode: %s", path, exc)
-                continue
-            yield record
+            url = record.url
+            bundle = self._bundles.get(url) if url else None
+            if bundle is not None and bundle.folder == folder:
+                with bundle.lock:
+                    bundle.refresh()
+                    items = dict(bundle.index.view)
+            else:
+                base = _fixed_base(stamp, record.items)
+                transient = BundleItems(folder, url, base, self, self._warned)
+                transient.refresh()
+                items = transient.index.view
+            yield msgspec.structs.replace(record, items=items)
 
     def _folders(self) -> list[Path]:
         try:
@@ -303,24 +531,26 @@ class RecordStore:
             raise os_error("list", self.layout.bundles_dir, exc) from exc
 
     # ----------------------------------------------------------------------------------------
-    # writing
+    # the bundle record: writing
 
     def save(self, record: BundleRecord, manifest_bytes: bytes | None = None) -> BundleRecord:
-        """Write a record (and, when given, its manifest) atomically.
+        """Write a bundle record (and, when given, its manifest) atomically.
 
         The manifest goes first (``manifest-<md5>.json``, immutable), then the record (the
         commit point): a unique temp file in the bundle folder renamed into place. Concurrent
         saves from any number of processes leave one complete record that comes with its own
         manifest (last writer wins). With a manifest, the saved record's ``manifest_size``
         and ``manifest_md5`` are set from it; without one, the record keeps naming the
-        manifest it names (as a record derived from a loaded one does).
+        manifest it names (as a record derived from a loaded one does). ``record.items`` is
+        ignored; item records written by anyone stay as they are. When ``record.json`` on disk
+        is a format-1 file with items, they are written into ``items.snap`` first.
 
         Args:
             record: The record; its ``url`` picks the folder and must not be empty.
             manifest_bytes: The raw remote manifest, or None to keep the record's.
 
         Returns:
-            The record as saved (a copy when the manifest fields were filled in).
+            The record as saved (format 2, ``items`` empty).
 
         Raises:
             ValueError: ``record.url`` is empty.
@@ -328,15 +558,18 @@ class RecordStore:
         """
         if not record.url:
             raise ValueError("a BundleRecord needs its url to be saved")
-        folder = self._folder(record.url)[0]
+        url = record.url
+        folder = self._folder(url)[0]
+        self._migrate_items(url)
         manifest: bytes | None = None
+        changes: dict[str, object] = {"format": RECORD_FORMAT, "items": {}}
         if manifest_bytes is not None:
             manifest = bytes(manifest_bytes)
             md5 = hashlib.md5(manifest, usedforsecurity=False).hexdigest()
-            record = msgspec.structs.replace(record, manifest_size=len(manifest), manifest_md5=md5)
+            changes.update(manifest_size=len(manifest), manifest_md5=md5)
             self._write_manifest(folder, md5, manifest)
         elif record.manifest_md5:
-            previous = self._cache.get(record.url)
+            previous = self._cache.get(url)
             if (
                 previous is not None
                 and previous.record is not None
@@ -346,13 +579,25 @@ class RecordStore:
             if manifest is not None:
                 # Put it back if a concurrent save's clean-up removed it meanwhile.
                 self._write_manifest(folder, record.manifest_md5, manifest)
-        stamp = atomic_write(folder / RECORD_FILE, _ENCODER.encode(record), fsync=self.fsync)
+        record = msgspec.structs.replace(record, **changes)
+        data = _ENCODER.encode(_RecordFile(**{f: getattr(record, f) for f in _FILE_FIELDS}))
+        stamp = atomic_write(folder / RECORD_FILE, data, fsync=self.fsync)
         if manifest is not None or not record.manifest_md5:
-            self._remember(record.url, _Entry(stamp, _copy(record), manifest))
+            self._remember(url, _Entry(stamp, _copy(record), manifest))
         else:
-            self._forget(record.url)  # the next load reads (and checks) the manifest
+            self._forget(url)  # the next load reads (and checks) the manifest
         self._drop_old_manifests(folder, record.manifest_md5)
         return record
+
+    def _migrate_items(self, url: str) -> None:
+        """Before ``record.json`` loses the items of a format-1 file, snapshot them."""
+        _, base = self._base_items(url)
+        if not base:
+            return
+        bundle = self._bundle(url)
+        with bundle.lock:
+            bundle.refresh()
+            bundle.compact(force=True)
 
     def _write_manifest(self, folder: Path, md5: str, data: bytes) -> None:
         path = folder / _manifest_name(md5)
@@ -391,13 +636,14 @@ class RecordStore:
         *,
         manifest_bytes: bytes | None = None,
     ) -> BundleRecord:
-        """Read-modify-write the record of ``url`` under a best-effort cross-process lock.
+        """Read-modify-write the bundle record of ``url`` under a best-effort lock.
 
         Re-reads the record from disk (a missing or undecodable one becomes a new empty
         record with ``url`` and ``created_at`` set), applies ``fn`` and saves the result. The
         lock (``v1/locks``) makes concurrent updates from several processes all land; when it
         cannot be taken within ``lock_timeout`` (or the filesystem has no working flock), the
-        update goes on without it and last writer wins. It never deadlocks.
+        update goes on without it and last writer wins. It never deadlocks. Item records are
+        not part of it (``fn`` sees ``items`` empty; what it puts there is ignored).
 
         Args:
             url: The bundle URL.
@@ -417,7 +663,10 @@ class RecordStore:
             if not locked:
                 log.debug("updating the record of %s without its lock", url)
             try:
-                _, current = self._read_record(folder, url)
+                stamp, current = self._read_record(folder, url)
+                with self._lock:
+                    self._bases[url] = (stamp, current.items or _NO_ITEMS)
+                current = _copy(current)
             except (FileNotFoundError, _Corrupt):
                 current = BundleRecord(url=url, created_at=time.time())
             new = fn(current)
@@ -426,17 +675,24 @@ class RecordStore:
             return self.save(new, manifest_bytes)
 
     def delete(self, url: str) -> bool:
-        """Delete the record folder of ``url``; return whether a record was there.
+        """Delete the whole folder of ``url``; return whether a record was there.
 
         ``record.json`` goes first, so a concurrent reader sees a miss, never a record
-        without its manifest. A save racing with the delete may recreate the folder (last
-        writer wins).
+        without its manifest. A save or item write racing with the delete may recreate the
+        folder (last writer wins).
 
         Raises:
             CacheError: The record exists but cannot be deleted.
         """
         folder = self.layout.bundle_dir(url)
         self._forget(url)
+        with self._lock:
+            bundle = self._bundles.pop(url, None)
+            self._open_logs.pop(url, None)
+        if bundle is not None:
+            with bundle.lock:
+                bundle.close_writer(retire=False)
+                bundle.reset()
         existed = False
         try:
             os.unlink(folder / RECORD_FILE)
@@ -445,23 +701,18 @@ class RecordStore:
             pass
         except OSError as exc:
             raise os_error("delete", folder / RECORD_FILE, exc) from exc
-        try:
-            with os.scandir(folder) as it:
-                names = [entry.name for entry in it]
-        except (FileNotFoundError, NotADirectoryError):
-            return existed
-        for name in names:
-            with contextlib.suppress(OSError):
-                os.unlink(folder / name)
-        with contextlib.suppress(OSError):  # not empty: a concurrent save got in
-            os.rmdir(folder)
+        with contextlib.suppress(OSError):
+            os.unlink(folder / SNAPSHOT_FILE)
+        _remove_files(folder / ITEMS_DIR)
+        _remove_files(folder)
         return existed
 
     def sweep_temps(self, max_age_s: float = 3600.0) -> int:
         """Delete save temp files of dead processes, and manifests no record names any more.
 
-        Temp files are ``.<name>.<pid>-<random>.tmp``; a manifest goes when its folder's
-        record names another one and it is past the grace period (5 minutes).
+        Temp files are ``.<name>.<pid>-<random>.tmp`` (records, manifests and item
+        snapshots); a manifest goes when its folder's record names another one and it is past
+        the grace period (5 minutes).
 
         Args:
             max_age_s: Minimum age (by mtime) of a temp file to consider; any older than
@@ -497,76 +748,38 @@ class RecordStore:
         return removed
 
     def clear_memory(self) -> None:
-        """Drop the in-memory cache (the next load of each record reads its file)."""
+        """Drop the in-memory caches (the next read of each record or item view reads files).
+
+        This process's own item logs stay open (they are still only written by it).
+        """
         with self._lock:
             self._cache.clear()
+            self._bases.clear()
+            bundles = list(self._bundles.values())
+        for bundle in bundles:
+            with bundle.lock:
+                bundle.reset()
 
-    # -- TEMPORARY item API over record.json (replaced by the item logs) -------------------------
-    def item(self, url: str, name: str) -> ItemRecord | None:
-        loaded = self._load_full(url)
-        return None if loaded is None else loaded.items.get(name)
 
-    def items(self, url: str, *, refresh: bool = True) -> dict[str, ItemRecord]:
-        loaded = self._load_full(url)
-        return {} if loaded is None else dict(loaded.items)
+_FILE_FIELDS: Final = _RecordFile.__struct_fields__
 
-    def _load_full(self, url: str) -> BundleRecord | None:
-        path = self._folder(url)[1]
-        entry = self._cache.get(url)
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        if entry is not None and entry.stamp == (st.st_mtime_ns, st.st_size, st.st_ino):
-            return entry.record
-        got = self.load(url)
-        entry = self._cache.get(url)
-        return entry.record if entry is not None else (got[0] if got else None)
 
-    def put_items(self, url: str, recs: Sequence[ItemRecord]) -> None:
-        def add(record: BundleRecord) -> BundleRecord:
-            for rec in recs:
-                record.items[rec.name] = rec
-            return record
+def _fixed_base(stamp: Stamp, items: Mapping[str, ItemRecord]) -> BaseLayer:
+    return lambda: (stamp, items)
 
-        self.update(url, add)
 
-    def drop_items(self, url: str, names: Mapping[str, str | None]) -> list[str]:
-        dropped: list[str] = []
-
-        def drop(record: BundleRecord) -> BundleRecord:
-            for name, digest in names.items():
-                rec = record.items.get(name)
-                if rec is not None and (digest is None or rec.digest == digest):
-                    del record.items[name]
-                    dropped.append(name)
-            return record
-
-        if self.load(url) is not None:
-            self.update(url, drop)
-        return dropped
-
-    def retain_items(self, url: str, keep: Callable[[ItemRecord], bool]) -> list[str]:
-        dropped: list[str] = []
-
-        def drop(record: BundleRecord) -> BundleRecord:
-            for name, rec in list(record.items.items()):
-                if not keep(rec):
-                    del record.items[name]
-                    dropped.append(name)
-            return record
-
-        if self.load(url) is not None:
-            self.update(url, drop)
-        return dropped
-
-    def clear_items(self, url: str) -> None:
-        def clear(record: BundleRecord) -> BundleRecord:
-            record.items = {}
-            return record
-
-        if self.load(url) is not None:
-            self.update(url, clear)
+def _remove_files(folder: Path) -> None:
+    """Unlink the files of ``folder`` and remove it (not empty: a concurrent writer got in)."""
+    try:
+        with os.scandir(folder) as it:
+            names = [entry.name for entry in it]
+    except OSError:
+        return
+    for name in names:
+        with contextlib.suppress(OSError):
+            os.unlink(folder / name)
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
 
 
 def _manifest_name(md5: str) -> str:
@@ -600,12 +813,12 @@ def _read_manifest(folder: Path, md5: str) -> bytes:
 
 def _copy(record: BundleRecord) -> BundleRecord:
     # What load hands out and what the memory cache keeps are never the same object, so a
-    # caller that reassigns fields or adds/removes items cannot change the cache behind its
-    # back (the ItemRecords themselves are shared: replace them, do not edit them).
-    return msgspec.structs.replace(record, items=dict(record.items))
+    # caller that reassigns fields cannot change the cache behind its back; items are never
+    # part of a loaded record (a fresh empty dict each time).
+    return msgspec.structs.replace(record, items={})
 
 
-def _changed(path: str, stamp: _Stamp) -> bool:
+def _changed(path: str, stamp: Stamp) -> bool:
     try:
         st = os.stat(path)
     except OSError:
