@@ -239,8 +239,12 @@ def test_the_hard_limit_holds_while_three_processes_download(
     deadline = time.monotonic() + 60
     while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
         # Blobs first, then temp files: a file renamed between the two scans is missed, never
-        # counted twice.
-        peak = max(peak, _bytes_in(v1 / "blobs") + _bytes_in(v1 / "tmp"))
+        # counted twice. A walk is not atomic either: an eviction early in it and a publish late
+        # in it can both be counted although the two blobs never coexisted. So a sample is the
+        # smaller of two walks in a row: an overshoot that lasts shows in both.
+        first = _bytes_in(v1 / "blobs") + _bytes_in(v1 / "tmp")
+        second = _bytes_in(v1 / "blobs") + _bytes_in(v1 / "tmp")
+        peak = max(peak, min(first, second))
         time.sleep(0.005)
     results = []
     for proc in procs:
