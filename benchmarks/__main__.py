@@ -2,9 +2,10 @@
 
 Runs the registered scenarios in order, then writes ``results.json``, ``results.md`` and, if
 matplotlib can be imported, ``results.png`` into ``--out`` (default ``benchmarks/out``), and
-prints the Markdown. Servers are started on first use and stopped at the end, also on errors,
-Ctrl-C and SIGTERM; an interrupted run still writes what it measured. Exit status: 0, 1 when a
-scenario raised, 130 when interrupted. Speeds are measured, never asserted.
+prints the Markdown. Rows with a goal are judged PASS / MISS after the ratios (a MISS is
+reported, never an error). Servers are started on first use and stopped at the end, also on
+errors, Ctrl-C and SIGTERM; an interrupted run still writes what it measured. Exit status: 0,
+1 when a scenario raised, 130 when interrupted. Speeds are measured, never asserted.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .context import FULL, QUICK, Context
     from .harness import (
         Row,
+        judge_goals,
         loadavg,
         machine_info,
         resolve_ratios,
@@ -165,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wall = time.monotonic() - start
     machine["loadavg_end"] = loadavg()
     resolve_ratios(rows)
+    judge_goals(rows)
     report: dict[str, Any] = {
         "schema": 1,
         "run": {

@@ -2,7 +2,8 @@
 
 Runs :class:`aiofolio.testing.FaultServer` with one fault on every path: ``latency`` seconds
 before each response and ``bandwidth`` bytes/s per response body (so per connection). It either
-serves objects loaded from files (``--object /path=FILE``) or forwards everything to
+serves objects loaded from files (``--object /path=FILE``, or every file under a folder with
+``--tree /prefix=DIR``, served as ``/prefix/<relative path>``) or forwards everything to
 ``--upstream`` (moto, the GCS emulator). A second tiny HTTP app on ``--admin-port`` answers
 ``GET /stats`` (request and byte counts as JSON) and ``POST /reset`` (zero them).
 
@@ -38,6 +39,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--bandwidth", type=float, default=None, help="bytes/s per response")
     p.add_argument("--upstream", default=None, help="http://127.0.0.1:PORT to forward to")
     p.add_argument("--object", action="append", default=[], help="/path=FILE to serve")
+    p.add_argument(
+        "--tree", action="append", default=[], help="/prefix=DIR: serve every file under DIR"
+    )
     p.add_argument("--max-lifetime", type=float, default=3600.0, help="exit after this many s")
     return p.parse_args(argv)
 
@@ -57,18 +61,28 @@ def _stats_json(server: FaultServer) -> dict[str, object]:
     }
 
 
-def _load_objects(specs: Sequence[str]) -> dict[str, bytes]:
+def _load_objects(specs: Sequence[str], trees: Sequence[str] = ()) -> dict[str, bytes]:
     objects = {}
     for spec in specs:
         path, sep, file = spec.partition("=")
         if not sep or not path.startswith("/"):
             raise SystemExit(f"bad --object {spec!r}: want /path=FILE")
         objects[path] = Path(file).read_bytes()
+    for spec in trees:
+        prefix, sep, folder = spec.partition("=")
+        root = Path(folder)
+        if not sep or not prefix.startswith("/") or not root.is_dir():
+            raise SystemExit(f"bad --tree {spec!r}: want /prefix=DIR")
+        for dirpath, _dirs, files in os.walk(root):
+            for name in files:
+                found = Path(dirpath, name)
+                key = f"{prefix.rstrip('/')}/{found.relative_to(root).as_posix()}"
+                objects[key] = found.read_bytes()
     return objects
 
 
 async def _main(args: argparse.Namespace) -> None:
-    objects = _load_objects(args.object)
+    objects = _load_objects(args.object, args.tree)
     server = FaultServer(objects, upstream=args.upstream, port=args.port, writable=False)
     objects.clear()
     if args.latency > 0 or args.bandwidth:

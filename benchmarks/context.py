@@ -76,7 +76,7 @@ QUICK = Profile(
     hit_large_size=64 * MiB,
     large_repeats=5,
     series_budget_s=20.0,
-    total_budget_s=240.0,
+    total_budget_s=420.0,
 )
 
 FULL = Profile(
@@ -92,7 +92,7 @@ FULL = Profile(
     hit_large_size=64 * MiB,
     large_repeats=10,
     series_budget_s=90.0,
-    total_budget_s=1500.0,
+    total_budget_s=2400.0,
 )
 
 

@@ -7,7 +7,9 @@ resolves the ratios (:func:`resolve_ratios`) and writes the report.
 
 Units: times are seconds in the data model (``*_s``); MB/s means 10**6 bytes per second (the
 unit of the link shaping); object sizes are binary (KiB, MiB). ``ratio`` is "how fast is the row
-compared to its baseline", >1 faster, <1 slower; see :func:`ratio_of` and README.md.
+compared to its baseline", >1 faster, <1 slower; see :func:`ratio_of` and README.md. A row may
+carry a :class:`Goal` (a bound on its ratio, its median time or a value it measured); the
+runner judges it after the ratios (:func:`judge_goals`): ``PASS`` or ``MISS``, shown beside it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -293,6 +295,9 @@ class Row:
         warmup: Untimed warm-up runs before them.
         scenario: The scenario module that produced the row.
         extra: Anything else worth keeping in the JSON (not shown in the table).
+        goal: The row's :class:`Goal` as a dict (:meth:`Goal.to_dict`), or None.
+        verdict: ``"PASS"`` / ``"MISS"`` once judged (:func:`judge_goals`); None when the row
+            has no goal or it could not be judged.
     """
 
     group: str
@@ -311,6 +316,8 @@ class Row:
     warmup: int = 0
     scenario: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    goal: dict[str, Any] | None = None
+    verdict: str | None = None
 
     @property
     def key(self) -> str:
@@ -334,8 +341,10 @@ class Row:
         notes: str | Iterable[str] = "",
         scenario: str = "",
         extra: dict[str, Any] | None = None,
+        goal: Goal | None = None,
     ) -> Row:
-        """Build a row from a timing series; ``ratio`` is filled in later by the runner."""
+        """Build a row from a timing series; ``ratio`` (and the goal's verdict) are filled in
+        later by the runner."""
         st = samples.stats
         parts = [notes] if isinstance(notes, str) else list(notes)
         parts.append(samples.note())
@@ -356,6 +365,7 @@ class Row:
             warmup=samples.warmup,
             scenario=scenario,
             extra=dict(extra or {}),
+            goal=goal.to_dict() if goal is not None else None,
         )
 
     @classmethod
@@ -369,8 +379,10 @@ class Row:
         reason: str,
         baseline: str | None = None,
         scenario: str = "",
+        goal: Goal | None = None,
     ) -> Row:
-        """A row that could not be measured; it stays in the table with the reason."""
+        """A row that could not be measured; it stays in the table with the reason (and its
+        goal, not judged)."""
         return cls(
             group=group,
             name=name,
@@ -384,6 +396,7 @@ class Row:
             ratio=None,
             notes=f"NOT MEASURED: {reason}",
             scenario=scenario,
+            goal=goal.to_dict() if goal is not None else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -448,6 +461,117 @@ def resolve_ratios(rows: list[Row]) -> None:
 
 def _join(a: str, b: str) -> str:
     return f"{a}; {b}" if a else b
+
+
+# -- goals ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A target a row is held to, judged after the ratios are known (:func:`judge_goals`).
+
+    Attributes:
+        metric: What is bounded: ``"ratio"`` (the row's ratio to its baseline, >1 = faster),
+            ``"median_s"`` (its median time) or ``"value"`` (a number the scenario measured,
+            given in ``value``, e.g. bytes of RSS growth).
+        op: ``">="`` or ``"<="``.
+        target: The bound.
+        text: The goal as people say it, e.g. ``"<= 3x one revalidation"`` (shown in the
+            table; when it is phrased in other terms than the metric, say both).
+        value: The measured number for ``metric="value"``.
+        unit: How to show a ``"value"`` (``"MiB"`` divides by 2**20); ``"x"``, ``"s"``.
+        slowdown: A ratio goal phrased as "at most F times the baseline's time": the measured
+            ratio is also shown as that factor (``1 / ratio``).
+    """
+
+    metric: Literal["ratio", "median_s", "value"]
+    op: Literal[">=", "<="]
+    target: float
+    text: str = ""
+    value: float | None = None
+    unit: str = ""
+    slowdown: bool = False
+
+    @classmethod
+    def ratio_at_least(cls, target: float, text: str = "") -> Goal:
+        """The row must be at least ``target`` times as fast as its baseline."""
+        return cls("ratio", ">=", target, text or f">= {target:g}x the baseline")
+
+    @classmethod
+    def slowdown_at_most(cls, factor: float, text: str = "") -> Goal:
+        """The row may take at most ``factor`` times its baseline's time (ratio >= 1/factor)."""
+        return cls(
+            "ratio",
+            ">=",
+            1.0 / factor,
+            text or f"<= {factor:g}x the baseline's time (ratio >= {1 / factor:.3g}x)",
+            slowdown=True,
+        )
+
+    @classmethod
+    def time_at_most(cls, seconds: float, text: str = "") -> Goal:
+        """The row's median must be at most ``seconds``."""
+        return cls("median_s", "<=", seconds, text or f"<= {fmt_time(seconds)}")
+
+    def measured(self, row: Row) -> float | None:
+        if self.metric == "ratio":
+            return row.ratio
+        if self.metric == "median_s":
+            return row.median_s
+        return self.value
+
+    def judge(self, row: Row) -> str | None:
+        """``"PASS"``, ``"MISS"``, or None when there is nothing to judge (row or baseline
+        not measured)."""
+        got = self.measured(row) if row.ok else None
+        if got is None:
+            return None
+        ok = got >= self.target if self.op == ">=" else got <= self.target
+        return "PASS" if ok else "MISS"
+
+    def show(self, number: float | None) -> str:
+        """A measured number (or the target) in the goal's terms."""
+        if number is None:
+            return "-"
+        if self.metric == "ratio":
+            if self.slowdown and number > 0:
+                return f"{fmt_ratio(number)}, i.e. {1 / number:.3g}x the time"
+            return fmt_ratio(number)
+        if self.metric == "median_s":
+            return fmt_time(number)
+        if self.unit == "MiB":
+            return f"{number / MiB:.1f} MiB"
+        return f"{number:.3g}{self.unit}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Goal:
+        return cls(**data)
+
+
+def judge_goals(rows: Iterable[Row]) -> None:
+    """Fill ``verdict`` (and ``extra["goal_measured"]``) of every row with a goal; run after
+    :func:`resolve_ratios`."""
+    for r in rows:
+        if not r.goal:
+            continue
+        goal = Goal.from_dict(r.goal)
+        r.verdict = goal.judge(r)
+        r.extra["goal_measured"] = goal.measured(r) if r.ok else None
+
+
+def fmt_goal(row: Row) -> str:
+    """``">= 20x: MISS (12.3x)"``-style cell for the table, '' without a goal."""
+    if not row.goal:
+        return ""
+    goal = Goal.from_dict(row.goal)
+    text = goal.text or f"{goal.op} {goal.show(goal.target)}"
+    if row.verdict is None:
+        return f"{text}: not judged"
+    got = goal.measured(row)
+    return f"{text}: **{row.verdict}** ({goal.show(got)})"
 
 
 # -- formatting -----------------------------------------------------------------------------
@@ -543,10 +667,23 @@ def render_markdown(report: dict[str, Any]) -> str:
         "Times are per operation: median, p10 and p90 of the timed runs (n), warm-up runs "
         "excluded. MB/s = 10^6 bytes/s at the median. **ratio** = how many times faster than "
         "the baseline row (baseline median / row median, per byte when the sizes differ): "
-        "<1x means slower. Absolute numbers depend on a shared 2-core machine; compare ratios.",
+        "<1x means slower. **goal**: the row's target, PASS or MISS, and the measured number "
+        "it was judged on. Absolute numbers depend on a shared 2-core machine; compare ratios.",
         "",
-        "| group | row | impl | size | n | median | p10 | p90 | MB/s | baseline | ratio | notes |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
+    ]
+    judged = [r for r in rows if r.goal]
+    if judged:
+        passed = sum(r.verdict == "PASS" for r in judged)
+        missed = sum(r.verdict == "MISS" for r in judged)
+        lines += [
+            f"Goals: {len(judged)} rows with a goal: {passed} PASS, {missed} MISS, "
+            f"{len(judged) - passed - missed} not judged.",
+            "",
+        ]
+    lines += [
+        "| group | row | impl | size | n | median | p10 | p90 | MB/s | baseline | ratio | goal "
+        "| notes |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- |",
     ]
     for r in rows:
         unit = time_unit(r.median_s) if r.median_s is not None else None
@@ -567,6 +704,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                     rate,
                     r.baseline or "-",
                     fmt_ratio(r.ratio),
+                    fmt_goal(r),
                     r.notes or "",
                 )
             )

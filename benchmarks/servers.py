@@ -2,9 +2,10 @@
 
 :class:`ServerPool` hands out moto (S3), the GCS emulator and shaped-link servers
 (:class:`ShapingServer`: ``benchmarks/_shaper.py`` running aiofolio's ``FaultServer`` in its own
-process). Each is started once, registered on the runner's ``ExitStack`` so it is stopped at the
-end of the run, on errors and on Ctrl-C; a server that failed to start is not retried.
-Every server binds 127.0.0.1 only.
+process; :meth:`ServerPool.http_plain` is the same file server with no shaping). Each is
+started once, registered on the runner's ``ExitStack`` so it is stopped at the end of the run,
+on errors and on Ctrl-C; a server that failed to start is not retried. Every server binds
+127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -43,8 +44,11 @@ class ShapingServer(ManagedServer):
         latency_s: Delay before each response.
         bandwidth: Bytes/s per response body.
         upstream: Forward every request to this loopback URL (reverse-proxy mode); or
-        objects: ``{"/path": file}`` to serve from memory (file-server mode).
+        objects: ``{"/path": file}`` to serve from memory (file-server mode), and/or
+        trees: ``{"/prefix": folder}``: every file under the folder, as ``/prefix/<relpath>``
+            (for bundles of many files: the command line stays short).
         max_lifetime_s: The process exits by itself after this long.
+        startup_timeout: Seconds to wait for it to answer (loading many files takes a while).
     """
 
     def __init__(
@@ -55,7 +59,9 @@ class ShapingServer(ManagedServer):
         bandwidth: float | None,
         upstream: str | None = None,
         objects: Mapping[str, Path] | None = None,
+        trees: Mapping[str, Path] | None = None,
         max_lifetime_s: float = 3600.0,
+        startup_timeout: float = 60.0,
     ) -> None:
         self.latency_s = latency_s
         self.bandwidth = bandwidth
@@ -82,12 +88,16 @@ class ShapingServer(ManagedServer):
                 cmd += ["--upstream", upstream]
             for path, file in (objects or {}).items():
                 cmd += ["--object", f"{path}={file}"]
+            for prefix, folder in (trees or {}).items():
+                cmd += ["--tree", f"{prefix}={folder}"]
             return cmd
 
         # "/" is the JSON listing in file mode; moto and the GCS emulator both answer it < 500.
         # The name ends up in a log file name: keep it to safe characters.
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "shaper"
-        super().__init__(argv, name=safe, ready_path="/", startup_timeout=60.0, stop_timeout=5.0)
+        super().__init__(
+            argv, name=safe, ready_path="/", startup_timeout=startup_timeout, stop_timeout=5.0
+        )
 
     def url_for(self, path: str) -> str:
         return self.endpoint_url + (path if path.startswith("/") else "/" + path)
@@ -223,23 +233,44 @@ class ServerPool:
 
     # -- plain HTTP ---------------------------------------------------------------------------
 
-    def http_shaped(self, key: str, objects: Mapping[str, Path]) -> ShapingServer:
-        """A shaped file server holding ``objects`` (``{"/path": file}``), one per ``key``."""
-        return self._shaper(f"http-shaped:{key}", objects=objects)
+    def http_shaped(
+        self,
+        key: str,
+        objects: Mapping[str, Path] | None = None,
+        *,
+        trees: Mapping[str, Path] | None = None,
+    ) -> ShapingServer:
+        """A shaped file server holding ``objects`` (``{"/path": file}``) and the files of
+        ``trees`` (``{"/prefix": folder}``), one per ``key``."""
+        return self._shaper(f"http-shaped:{key}", objects=objects, trees=trees)
+
+    def http_plain(self, key: str, *, trees: Mapping[str, Path]) -> ShapingServer:
+        """The same file server in its own process with **no** shaping (loopback speed): no
+        latency, no bandwidth cap. Still counts requests. One per ``key``."""
+        return self._shaper(f"http-plain:{key}", trees=trees, shaped=False, startup_timeout=300.0)
 
     def _shaper(
-        self, key: str, *, upstream: str | None = None, objects: Mapping[str, Path] | None = None
+        self,
+        key: str,
+        *,
+        upstream: str | None = None,
+        objects: Mapping[str, Path] | None = None,
+        trees: Mapping[str, Path] | None = None,
+        shaped: bool = True,
+        startup_timeout: float = 60.0,
     ) -> ShapingServer:
         p = self.profile
         return self._get(
             key,
             lambda: ShapingServer(
                 key,
-                latency_s=p.link_latency_s,
-                bandwidth=p.link_bandwidth,
+                latency_s=p.link_latency_s if shaped else 0.0,
+                bandwidth=p.link_bandwidth if shaped else None,
                 upstream=upstream,
                 objects=objects,
+                trees=trees,
                 max_lifetime_s=self._max_lifetime_s,
+                startup_timeout=startup_timeout,
             ),
             lambda s: s.start(),
         )

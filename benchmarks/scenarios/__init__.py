@@ -12,11 +12,14 @@ from ..context import Scenario
 from . import (
     backends,
     cache,
+    datafolio_arrays,
     engine,
     eviction,
+    fanout,
     floor,
     fsspec_cache,
     multi_stream,
+    scale,
     single_stream,
     warm,
 )
@@ -27,10 +30,15 @@ SCENARIOS: list[Scenario] = [
     multi_stream.SCENARIO,
     fsspec_cache.SCENARIO,
     backends.SCENARIO,
+    cache.HITS_SCENARIO,
     cache.SCENARIO,
+    fanout.SCENARIO,
     engine.SCENARIO,
     warm.SCENARIO,
+    warm.FOREGROUND_SCENARIO,
+    scale.SCENARIO,
     eviction.SCENARIO,
+    datafolio_arrays.SCENARIO,
 ]
 
 

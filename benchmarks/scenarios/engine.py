@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..context import Context, Scenario
-from ..harness import MiB, Row, Samples, run_async
+from ..harness import Goal, MiB, Row, Samples, run_async
 from ..servers import describe_requests
 from . import single_stream
 from .cache import Bundle, Clock, _array_bundle, _fresh_dir, _item_name, _reader
@@ -63,6 +63,9 @@ HIT_GET = "1 KiB hit get"
 HIT_AGET = "1 KiB hit aget"
 
 FAST_PATH_ENV = "AIOFOLIO_HIT_FAST_PATH"
+
+COLD_GOAL = Goal.ratio_at_least(6.0, ">= 6x the single stream")
+PROCS_GOAL = Goal.slowdown_at_most(1.3, "wall <= 1.3x one process (ratio >= 0.77x)")
 
 # A child process: open the folio (one manifest GET), say it is ready, wait for "go" on stdin,
 # get_path the item while sampling its own RSS, print one JSON line. Bounded by its parent's
@@ -246,6 +249,7 @@ def _cold(ctx: Context) -> list[Row]:
                     f"({ranged / max(1, samples.runs + samples.warmup):g} ranged), "
                     "+1 GET of items.json per fresh folio (untimed)",
                 ],
+                goal=COLD_GOAL,
             )
         ]
 
@@ -256,13 +260,14 @@ def _cold(ctx: Context) -> list[Row]:
         impl="aiofolio",
         size_bytes=file_size,
         baseline=f"{GROUP}/{S3FS_1}",
+        goal=COLD_GOAL,
     )
     if state.get("dir") is not None:
         shutil.rmtree(state["dir"], ignore_errors=True)
     ok = {r.name: r for r in rows if r.ok}
     mine, dflt = ok.get(AIOFOLIO_COLD), ok.get(S3FS_DEFAULT)
     if mine is not None and dflt is not None and mine.median_s and dflt.median_s:
-        extra = f"vs s3fs defaults: {dflt.median_s / mine.median_s:.2f}x; goal >= 6x 1 stream"
+        extra = f"vs s3fs defaults: {dflt.median_s / mine.median_s:.2f}x"
         mine.notes = f"{mine.notes}; {extra}" if mine.notes else extra
     return rows
 
@@ -389,7 +394,7 @@ def _procs(ctx: Context) -> list[Row]:
             f"{min(cpu):.2f}..{max(cpu):.2f} s (median {sorted(cpu)[len(cpu) // 2]:.2f} s)",
         ]
         if n > 1 and 1 in medians:
-            notes.append(f"wall {medians[n] / medians[1]:.2f}x one process (goal <= 1.3x)")
+            notes.append(f"wall {medians[n] / medians[1]:.2f}x one process")
         rows.append(
             ctx.row(
                 group=GROUP,
@@ -399,6 +404,7 @@ def _procs(ctx: Context) -> list[Row]:
                 samples=samples,
                 baseline=f"{GROUP}/{ONE_PROC}" if n > 1 else None,
                 notes=notes,
+                goal=PROCS_GOAL if n > 1 else None,
                 extra={
                     "downloads": downloads,
                     "processes": n,
@@ -446,6 +452,14 @@ def _rss(ctx: Context) -> list[Row]:
                 "time = the download (one sample)",
             ],
             extra={"rss_growth_bytes": growth, "hwm_growth_bytes": hwm_growth, "goal": goal},
+            goal=Goal(
+                "value",
+                "<=",
+                goal,
+                f"RSS growth <= {goal / MiB:.0f} MiB",
+                value=float(growth),
+                unit="MiB",
+            ),
         )
     ]
 
