@@ -43,7 +43,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks: writes benchmarks/out/results.json, results.md (and results.png)."""
-    session.install("-e", ".[all,dev]", "matplotlib")
+    session.install("-e", ".[all,dev]", "matplotlib", DATAFOLIO_PIN)
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 

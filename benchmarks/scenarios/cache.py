@@ -162,7 +162,13 @@ def _array_bundle(ctx: Context, sizes: tuple[int, ...]) -> Bundle:
     return bundle
 
 
-def _reader(ctx: Context, bundle: Bundle, cache_dir: Path, clock: Clock | None = None) -> Any:
+def _reader(
+    ctx: Context,
+    bundle: Bundle,
+    cache_dir: Path,
+    clock: Clock | None = None,
+    **settings: Any,
+) -> Any:
     from aiofolio import DataFolio
 
     return DataFolio(
@@ -173,6 +179,7 @@ def _reader(ctx: Context, bundle: Bundle, cache_dir: Path, clock: Clock | None =
         cache_dir=str(cache_dir),
         cache_ttl=TTL_S,
         clock=clock,
+        **settings,
     )
 
 

@@ -16,7 +16,7 @@ Group ``engine``, in one run, with ratios:
   subprocess: ``VmRSS`` sampled every 5 ms from ``/proc/self/status`` (and ``VmHWM``), minus
   the RSS just before the call. Goal: <= 64 MiB + ``chunk_size x parallel_downloads``.
 - **The 1 KiB hit**, ``get`` and ``await aget``, with the hit fast path on and off
-  (``AIOFOLIO_HIT_FAST_PATH`` = 1/0, read at call time). If this checkout has no such switch,
+  (the ``hit_fast_path`` setting off and on, one reader each). If this checkout has no such switch,
   only the current path is measured and the note says so.
 
 Objects are written once per run by aiofolio straight to moto (never through the link); every
@@ -62,7 +62,6 @@ RSS_ROW = "peak RSS growth, get_path"
 HIT_GET = "1 KiB hit get"
 HIT_AGET = "1 KiB hit aget"
 
-FAST_PATH_ENV = "AIOFOLIO_HIT_FAST_PATH"
 
 COLD_GOAL = Goal.ratio_at_least(6.0, ">= 6x the single stream")
 PROCS_GOAL = Goal.slowdown_at_most(1.3, "wall <= 1.3x one process (ratio >= 0.77x)")
@@ -468,30 +467,9 @@ def _rss(ctx: Context) -> list[Row]:
 
 
 def _has_fast_path_switch() -> bool:
-    import inspect
+    from aiofolio.config import Settings
 
-    import aiofolio.folio
-
-    try:
-        return FAST_PATH_ENV in inspect.getsource(aiofolio.folio)
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def _env(name: str, value: str | None) -> Iterator[None]:
-    old = os.environ.get(name)
-    if value is None:
-        os.environ.pop(name, None)
-    else:
-        os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
+    return "hit_fast_path" in Settings.__struct_fields__
 
 
 def _hits(ctx: Context) -> list[Row]:
@@ -502,15 +480,22 @@ def _hits(ctx: Context) -> list[Row]:
     bundle = _array_bundle(ctx, (size,))
     name = _item_name(size)
     data = ctx.payload(size)
-    folio = _reader(ctx, bundle, _fresh_dir(ctx, "engine-hits"), Clock())
-    folio.get(name)  # the miss, untimed
+    cache_dir = _fresh_dir(ctx, "engine-hits")
+    switch = _has_fast_path_switch()
+    folios = {
+        value: _reader(
+            ctx, bundle, cache_dir, Clock(), **({"hit_fast_path": value == "1"} if switch else {})
+        )
+        for value in (("0", "1") if switch else (None,))
+    }
+    for reader in folios.values():
+        reader.get(name)  # the miss (then a hit for the second reader), untimed
 
     def check(got: Any) -> None:
         if not isinstance(got, np.ndarray) or got.tobytes() != data:
             raise RuntimeError("hit returned a wrong array")
 
     series: dict[str, Any] = dict(repeats=p.small_repeats, warmup=20, budget_s=p.small_budget_s)
-    switch = _has_fast_path_switch()
     modes: list[tuple[str, str | None]] = (
         [("fast path off", "0"), ("fast path on", "1")] if switch else [("current path", None)]
     )
@@ -527,7 +512,8 @@ def _hits(ctx: Context) -> list[Row]:
                 baseline: str | None = baseline,
                 label: str = label,
             ) -> list[Row]:
-                with _env(FAST_PATH_ENV, value), bundle.proxy.counting() as c:
+                folio = folios[value]
+                with bundle.proxy.counting() as c:
                     if call == "get":
                         samples = ctx.measure(lambda: folio.get(name), check=check, **series)
                     else:
@@ -539,9 +525,9 @@ def _hits(ctx: Context) -> list[Row]:
 
                         samples = run_async(series_async(), timeout_s=p.small_budget_s + 60)
                 notes = [
-                    f"{FAST_PATH_ENV}={value}"
+                    f"hit_fast_path={value == '1'}"
                     if value is not None
-                    else f"no {FAST_PATH_ENV} switch in this checkout: current path only",
+                    else "no hit_fast_path setting in this checkout: current path only",
                     "includes np.load of the .npy payload",
                     samples.note(),
                     describe_requests(c["stats"], samples.runs),

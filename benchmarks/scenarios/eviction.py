@@ -113,7 +113,9 @@ def _synthetic_cache(ctx: Context, n: int) -> tuple[Path, Path]:
                 items[f"item{i}"] = ItemRecord(
                     name=f"item{i}", digest=digest, size=len(data), cached_at=now
                 )
-            records.save(BundleRecord(url=f"s3://bench/b{b // PER_BUNDLE}", items=items))
+            url = f"s3://bench/b{b // PER_BUNDLE}"
+            records.save(BundleRecord(url=url))
+            records.put_items(url, list(items.values()))
         bundle = ctx.scratch("eviction-bundle") / f"n{n}"
         folio = DataFolio(bundle, cache_enabled=True, cache_dir=str(root), cache_ttl=3600.0)
         folio.add("cfg", {"lr": 0.01, "layers": [64, 32]})
@@ -127,18 +129,19 @@ def _synthetic_cache(ctx: Context, n: int) -> tuple[Path, Path]:
 
 def _pass(ctx: Context) -> list[Row]:
     from aiofolio.config import resolve_settings
-    from aiofolio.engine import limits
-    from aiofolio.engine.cache import get_store
+    from aiofolio.engine import evict
+    from aiofolio.engine._runtime import runtime
     from aiofolio.policy import plan_eviction
 
     n = CACHE_ENTRIES[ctx.profile.name]
     root, _ = _synthetic_cache(ctx, n)
-    store = get_store(str(root))
+    rt = runtime(str(root))
     settings = resolve_settings(constructor={"cache_dir": str(root)}).settings
-    total = store.blobs.total_size()
+    total = rt.blobs.total_size()
 
     def run() -> Any:
-        entries = limits.gather(store, counts=settings.eviction_policy == "lfu")
+        rt.records.clear_memory()  # every pass reads the records from disk, as a new process
+        entries = evict.gather(rt, rt.inuse, counts=settings.eviction_policy == "lfu")
         return plan_eviction(entries, limit=total // 2, target=total // 3, policy="lru")
 
     def check(plan: Any) -> None:
@@ -150,7 +153,7 @@ def _pass(ctx: Context) -> list[Row]:
         ctx.row(
             group=GROUP,
             name="eviction pass (gather + plan, dry run)",
-            impl="aiofolio.engine.limits",
+            impl="aiofolio.engine.evict",
             size_bytes=0,
             samples=samples,
             notes=f"{n:,} entries in {n // PER_BUNDLE:,} records; {os.cpu_count()} cores",
@@ -202,13 +205,13 @@ def run(ctx: Context) -> list[Row]:
     finally:
         # Stop the stats flush timers of the synthetic caches: the scratch folder is removed
         # after the run, and a late flush must not write into it meanwhile.
-        from aiofolio.engine.cache import drop_stores, get_store
+        from aiofolio.engine._runtime import drop_runtimes, runtime
 
         for n in set(CACHE_ENTRIES.values()):
             root = ctx.tmp / "eviction-cache" / f"n{n}"
             if root.is_dir():
-                get_store(str(root)).stats.close()
-        drop_stores()
+                runtime(str(root)).stats.close()
+        drop_runtimes()
     return rows
 
 
