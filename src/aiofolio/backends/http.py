@@ -56,6 +56,7 @@ from aiofolio.backends.base import (
 )
 from aiofolio.errors import (
     AiofolioError,
+    ContentEncodingError,
     ReadOnlyError,
     RemoteError,
 )
@@ -210,15 +211,23 @@ class HTTPBackend(BaseBackend):
             raise translate(exc, url) from exc
 
     async def _stat_by_get(self, url: str) -> ObjectStat:
-        async with self.open_range(url, 0, 1) as reader:
+        try:
+            stat = await self._size_by_get(url, 0, 1)
+        except ContentEncodingError:
+            # A server that encodes even a one-byte range: the decoded length of a whole
+            # answer is the only size there is (streamed, so memory stays bounded).
+            stat = await self._size_by_get(url, 0, None)
+        if stat is None:  # pragma: no cover - a whole body read to its end has a size
+            raise RemoteError(f"could not tell the size of {url}", url=url)
+        return stat
+
+    async def _size_by_get(self, url: str, start: int, end: int | None) -> ObjectStat | None:
+        async with self.open_range(url, start, end) as reader:
             if reader.size is None:
                 # No size stated (a whole answer without Content-Length): count the body.
                 async for _ in reader:
                     pass
-            stat = reader.stat()
-        if stat is None:  # pragma: no cover - a whole body read to its end has a size
-            raise RemoteError(f"could not tell the size of {url}", url=url)
-        return stat
+            return reader.stat()
 
     async def exists(self, url: str) -> bool:
         try:
