@@ -267,7 +267,8 @@ class HTTPBackend(BaseBackend):
         resp = await self._get(url, headers)
         try:
             reader = await self._reader(resp, url, start, if_match, expected_size)
-            yield reader
+            async with reader:
+                yield reader
         finally:
             resp.release()
 

@@ -148,10 +148,6 @@ class LocalBackend(BaseBackend):
                 token=etag,
                 last_modified=st.st_mtime_ns / 1e9,
             )
-            if if_match is not None and etag != if_match:
-                raise PreconditionFailedError(
-                    f"object changed (precondition failed): {url}", url=url, status=412
-                )
             check_pin(info, start=start, if_match=if_match, expected_size=expected_size)
 
             async def body() -> AsyncIterator[bytes]:
