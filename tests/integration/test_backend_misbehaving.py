@@ -234,6 +234,21 @@ async def test_a_whole_encoded_answer_is_decoded(http_server: FaultServer, codin
     assert all(r.fault == "encoding" for r in sent)
 
 
+async def test_a_cut_encoded_answer_is_read_again_whole(http_server: FaultServer) -> None:
+    http_server.put("/e/data.bin", DATA)
+    http_server.set_fault("/e/*", Fault(encoding="gzip"))
+    http_server.set_fault("/e/*", Fault(encoding="gzip", truncate_at=100 * KIB, times=1))
+    backend = make_backend(http_server.url, retry=_policy())
+    try:
+        assert await backend.read_range(http_server.url_for("/e/data.bin")) == DATA
+    finally:
+        await backend.aclose()
+    first, second = http_server.stats.records("/e/data.bin")
+    assert first.fault == "encoding,truncate"
+    assert second.range is None  # not a range of decoded offsets: the whole answer again
+    assert second.status == 200
+
+
 async def test_an_encoded_ranged_answer_is_refused_and_not_retried(
     http_server: FaultServer,
 ) -> None:

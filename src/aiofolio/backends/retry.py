@@ -219,7 +219,10 @@ class RetryingBackend:
                 progressed = False
                 try:
                     if reader is None:
-                        stacks[0], reader = await self._open_inner(url, pos, stop, pin, size)
+                        # An encoded (decoded-on-the-fly) body cannot be resumed by a range of
+                        # its decoded offsets: it is asked for whole again and skipped to pos.
+                        again = 0 if info.content_encoding is not None else pos
+                        stacks[0], reader = await self._open_inner(url, again, stop, pin, size)
                     chunks = reader if reader is first else trim_range(reader, pos, stop)
                     async for chunk in chunks:
                         if chunk:
