@@ -8,7 +8,9 @@ fresh bucket, or the HTTP servers reset (objects, faults, stats).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 # gcsfs swaps in ExtendedGcsFileSystem at import unless this is "false"; against the emulator
 # that retries a gRPC lookup for ~60 s per call. It must be set before anything imports gcsfs.
@@ -23,6 +25,10 @@ from aiofolio.testing import (
     MotoServer,
     ThreadedServer,
 )
+
+if TYPE_CHECKING:
+    from aiofolio.testing.dfbundles import DatafolioBundle
+    from aiofolio.testing.nginx import NginxServer
 
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
@@ -117,3 +123,77 @@ def _isolated_cache(
     config.reset_configure()
     yield folder
     config.reset_configure()
+
+
+# -- nginx, and bundles written by the real datafolio ---------------------------------------------
+# (Real nginx processes on loopback ports; skipped with the reason when nginx is not installed.
+# The datafolio bundles are written by ``datafolio.DataFolio`` itself: see
+# ``aiofolio.testing.dfbundles``.)
+
+NGINX_MISSING = (
+    "nginx is not installed (not on PATH nor in /usr/sbin): .ci/run installs it with "
+    "'apt-get install nginx' when it runs as root; elsewhere install nginx to run these tests"
+)
+
+
+@pytest.fixture(scope="session")
+def nginx_binary() -> str:
+    """The nginx executable; skips the test (with the reason) when nginx is not installed."""
+    from aiofolio.testing.nginx import find_nginx
+
+    found = find_nginx()
+    if found is None:
+        pytest.skip(NGINX_MISSING)
+    return found
+
+
+@pytest.fixture
+def nginx_factory(
+    nginx_binary: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., NginxServer]]:
+    """``start(root, *, gzip=False, etag=True)``: a running nginx serving ``root``.
+
+    Each has its own config, pid file, temp folders and access log in a fresh temp folder;
+    all are stopped after the test.
+    """
+    from aiofolio.testing.nginx import NginxServer
+
+    started: list[NginxServer] = []
+
+    def start(
+        root: str | os.PathLike[str], *, gzip: bool = False, etag: bool = True
+    ) -> NginxServer:
+        work = tmp_path_factory.mktemp("nginx")
+        server = NginxServer(root, work, gzip=gzip, etag=etag, binary=nginx_binary)
+        started.append(server)
+        return server.start()
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture
+def datafolio_local_bundle(tmp_path: Path) -> DatafolioBundle:
+    """Every item type, written by the real datafolio 2.3.0 to a local folder."""
+    from aiofolio.testing.dfbundles import write_datafolio_bundle
+
+    return write_datafolio_bundle(tmp_path / "df-local", tmp_path / "df-local-sources")
+
+
+@pytest.fixture
+def datafolio_s3_bundle(
+    moto_server: MotoServer, s3_bucket: str, tmp_path: Path
+) -> tuple[DatafolioBundle, str]:
+    """Every item type, written by the real datafolio 2.3.0 to moto; (bundle, ``s3://`` URL).
+
+    datafolio writes through cloudfiles, pointed at moto with its ``s3://http://HOST:PORT/``
+    form; open the URL with ``moto_server.storage_options()``.
+    """
+    from aiofolio.testing.dfbundles import datafolio_s3_location, write_datafolio_bundle
+
+    location = datafolio_s3_location(moto_server.endpoint_url, s3_bucket, "df-bundle")
+    bundle = write_datafolio_bundle(location, tmp_path / "df-s3-sources")
+    return bundle, f"s3://{s3_bucket}/df-bundle"

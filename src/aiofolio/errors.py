@@ -16,6 +16,7 @@ working for code written against plain dicts and files::
     │   ├── RemoteNotFoundError(FileNotFoundError)
     │   ├── RemotePermissionError(PermissionError)
     │   ├── PreconditionFailedError            a conditional request's condition did not hold
+    │   ├── ContentEncodingError               a response encoded in a way we cannot undo
     │   └── TransientError                     worth retrying: 5xx, 408, resets, ...
     │       ├── RemoteTimeoutError(TimeoutError)
     │       └── ThrottledError                 429 / SlowDown; carries ``retry_after``
@@ -52,6 +53,7 @@ __all__ = [
     "ChecksumMismatchError",
     "ConcurrentWriteError",
     "ConfigError",
+    "ContentEncodingError",
     "IntegrityError",
     "InvalidArgumentError",
     "ItemNotFoundError",
@@ -151,6 +153,16 @@ class RemotePermissionError(RemoteError, PermissionError):
 
 class PreconditionFailedError(RemoteError):
     """A conditional request's condition did not hold (HTTP 412): the object changed."""
+
+
+class ContentEncodingError(RemoteError):
+    """The server answered with a ``Content-Encoding`` the bytes cannot be recovered from.
+
+    aiofolio asks for ``Accept-Encoding: identity``. A full-object response encoded with gzip
+    or deflate anyway is decoded; an encoded *ranged* response (its byte offsets would refer to
+    the encoded form), an unknown coding (``br``, ``zstd``, ...) or an undecodable body raises
+    this. Not transient: asking again gets the same answer.
+    """
 
 
 class TransientError(RemoteError):

@@ -186,6 +186,7 @@ async def test_stat_fields(fake: FakeGCS, bucket: str, backend: GCSBackend, name
         etag=obj.etag,
         version=str(obj.generation),
         md5=_md5(DATA),
+        md5_source="store",
         crc32c=_crc_b64(DATA),
         last_modified=st.last_modified,
         token=str(obj.generation),

@@ -1,9 +1,15 @@
 """The GCS backend: gcsfs supplies credentials and the HTTP session; calls use the JSON API.
 
 Owns: mapping ``gs://`` and ``gcs://`` URLs to JSON API requests. Stats carry the
-``generation``, ``md5Hash`` and ``crc32c``. Reads are pinned with ``ifGenerationMatch`` and the
-``x-goog-generation`` response header is checked too, in case a server ignores preconditions
-(the emulator does, and sends no such header either, so pins are not enforced there).
+``generation``, ``md5Hash`` and ``crc32c`` (``md5_source="store"``), and so does the first
+response of a read (``x-goog-generation``, ``x-goog-hash``). Reads are pinned with
+``ifGenerationMatch``, and each response's ``x-goog-generation`` and ``Content-Range`` total
+are checked too, in case a server ignores preconditions (the emulator does, and sends no such
+header either, so there only the size is checked). Every request asks for
+``Accept-Encoding: identity``; a whole answer encoded anyway is decoded, an encoded ranged one
+refused. An object stored with ``contentEncoding: gzip`` is served decompressed (GCS's
+decompressive transcoding): its stored hashes describe the compressed bytes, so they are not
+reported for it.
 Conditional fetches use ``ifGenerationNotMatch``: one request, plus a stat when the response
 carries no generation (the emulator).
 Puts are multipart (small) or resumable (large; bytes a 308 says were not stored are sent
@@ -20,12 +26,14 @@ import json
 import secrets
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
 import aiohttp
 
 from aiofolio.backends._errors import error_for_status, translate
+from aiofolio.backends._headers import content_codings, goog_hashes, header_values
 from aiofolio.backends.base import (
     NOT_MODIFIED,
     STREAM_CHUNK,
@@ -33,14 +41,20 @@ from aiofolio.backends.base import (
     FetchResult,
     NotModifiedType,
     ObjectStat,
-    check_range,
+    RangeInfo,
+    RangeReader,
+    check_open_range,
+    check_pin,
+    checked_body,
+    decode_whole,
     file_size,
     iter_file_blocks,
     md5_b64_to_hex,
     md5_hex_to_b64,
     read_file,
+    response_info,
 )
-from aiofolio.errors import AiofolioError, PreconditionFailedError, RemoteError, TransientError
+from aiofolio.errors import AiofolioError, RemoteError, TransientError
 
 __all__ = ["GCSBackend", "split_gcs"]
 
@@ -93,16 +107,45 @@ def _hashes(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
 
     The hashes may come in one header or in one ``x-goog-hash`` header each; all are read.
     """
-    getall = getattr(headers, "getall", None)
-    values = getall("x-goog-hash", []) if getall is not None else [headers.get("x-goog-hash")]
-    md5 = crc = None
-    for part in ",".join(v for v in values if v).split(","):
-        name, _, value = part.strip().partition("=")
-        if name == "md5" and value:
-            md5 = md5_b64_to_hex(value)
-        elif name == "crc32c" and value:
-            crc = value
-    return md5, crc
+    return goog_hashes(header_values(headers, "x-goog-hash"))
+
+
+def _content_length(headers: Mapping[str, str]) -> int | None:
+    value = headers.get("Content-Length")
+    return int(value) if value is not None and value.strip().isdigit() else None
+
+
+def gcs_response_info(url: str, status: int, headers: Mapping[str, str], start: int) -> RangeInfo:
+    """The :class:`~aiofolio.backends.base.RangeInfo` of a media download response."""
+    md5, crc = _hashes(headers)
+    if content_codings(headers.get("x-goog-stored-content-encoding")):
+        md5 = crc = None  # transcoded: the stored hashes are of the compressed bytes
+    etag = headers.get("ETag")
+    generation = headers.get("x-goog-generation")
+    return response_info(
+        url,
+        status=status,
+        start=start,
+        content_range=headers.get("Content-Range"),
+        content_length=_content_length(headers),
+        content_encoding=headers.get("Content-Encoding"),
+        etag=etag.strip('"') if etag else None,
+        token=generation,
+        version=generation,
+        md5=md5,
+        md5_source="store" if md5 else None,
+        crc32c=crc,
+    )
+
+
+async def _chunks(resp: aiohttp.ClientResponse, url: str) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in resp.content.iter_chunked(STREAM_CHUNK):
+            yield chunk
+    except AiofolioError:
+        raise
+    except Exception as exc:
+        raise translate(exc, url) from exc
 
 
 class GCSBackend(BaseBackend):
@@ -146,12 +189,19 @@ class GCSBackend(BaseBackend):
 
             self._fs = GCSFileSystem(asynchronous=True, skip_instance_cache=True, **self._options)
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=False)
+            # aiohttp would offer gzip/deflate/br; we verify and parse bytes, so ask for them as
+            # they are (a whole answer encoded anyway is decoded, a ranged one refused).
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                auto_decompress=False,
+                headers={"Accept-Encoding": "identity"},
+            )
         return self._fs, self._session
 
     async def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         fs, _ = await self._ensure()
         headers: dict[str, str] = fs._get_headers(dict(extra or {}))
+        headers["Accept-Encoding"] = "identity"
         return headers
 
     async def _base(self) -> str:
@@ -173,7 +223,7 @@ class GCSBackend(BaseBackend):
             async with session.request(
                 method, api_url, params=params, data=data, headers=await self._headers(headers)
             ) as resp:
-                body = await resp.read()
+                body = decode_whole(await resp.read(), resp.headers.get("Content-Encoding"), url)
                 if resp.status >= 400:
                     raise error_for_status(
                         resp.status,
@@ -190,31 +240,22 @@ class GCSBackend(BaseBackend):
 
     @staticmethod
     def _stat_from_json(url: str, meta: Mapping[str, Any]) -> ObjectStat:
-        md5 = meta.get("md5Hash")
+        md5_b64 = meta.get("md5Hash")
+        md5 = md5_b64_to_hex(md5_b64) if md5_b64 else None
+        crc = meta.get("crc32c")
+        if content_codings(meta.get("contentEncoding")):
+            md5 = crc = None  # served decompressed: the stored hashes do not describe it
+        generation = str(meta["generation"]) if meta.get("generation") is not None else None
         return ObjectStat(
             url=url,
             size=int(meta.get("size", 0)),
             etag=meta.get("etag"),
-            version=str(meta["generation"]) if meta.get("generation") is not None else None,
-            token=str(meta["generation"]) if meta.get("generation") is not None else None,
-            md5=md5_b64_to_hex(md5) if md5 else None,
-            crc32c=meta.get("crc32c"),
-            last_modified=_parse_time(meta.get("updated")),
-        )
-
-    @staticmethod
-    def _stat_from_headers(url: str, headers: Mapping[str, str], size: int) -> ObjectStat:
-        md5, crc = _hashes(headers)
-        etag = headers.get("ETag")
-        return ObjectStat(
-            url=url,
-            size=size,
-            etag=etag.strip('"') if etag else None,
-            version=headers.get("x-goog-generation"),
-            token=headers.get("x-goog-generation"),
+            version=generation,
+            token=generation,
             md5=md5,
+            md5_source="store" if md5 else None,
             crc32c=crc,
-            last_modified=None,
+            last_modified=_parse_time(meta.get("updated")),
         )
 
     async def stat(self, url: str) -> ObjectStat:
@@ -235,91 +276,95 @@ class GCSBackend(BaseBackend):
         base = await self._base()
         return f"{base}/download/storage/v1/b/{_q(bucket)}/o/{_q(key)}"
 
-    async def iter_range(
+    def open_range(
         self,
         url: str,
         start: int = 0,
         end: int | None = None,
         *,
         if_match: str | None = None,
-    ) -> AsyncIterator[bytes]:
-        check_range(start, end)
-        if end is not None and end <= start:
-            return
+        expected_size: int | None = None,
+    ) -> AbstractAsyncContextManager[RangeReader]:
+        check_open_range(start, end)
+        return self._open(url, start, end, if_match, expected_size)
+
+    async def _send_media(
+        self, url: str, params: Mapping[str, str], extra: Mapping[str, str]
+    ) -> aiohttp.ClientResponse:
+        _, session = await self._ensure()
+        media = await self._media_url(url)
+        try:
+            return await session.get(media, params=params, headers=await self._headers(extra))
+        except AiofolioError:
+            raise
+        except Exception as exc:
+            raise translate(exc, url) from exc
+
+    @contextlib.asynccontextmanager
+    async def _open(
+        self,
+        url: str,
+        start: int,
+        end: int | None,
+        if_match: str | None,
+        expected_size: int | None,
+    ) -> AsyncIterator[RangeReader]:
         params = {"alt": "media"}
         if if_match is not None:
             params["ifGenerationMatch"] = if_match
         extra: dict[str, str] = {}
         if start > 0 or end is not None:
             extra["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
-        _, session = await self._ensure()
-        media = await self._media_url(url)
+        resp = await self._send_media(url, params, extra)
         try:
-            async with session.get(
-                media, params=params, headers=await self._headers(extra)
-            ) as resp:
-                if resp.status == 416:
-                    return
-                if resp.status >= 400:
-                    detail = (await resp.read())[:300].decode("utf-8", "replace")
-                    raise error_for_status(resp.status, url, detail=detail, headers=resp.headers)
-                generation = resp.headers.get("x-goog-generation")
-                if if_match is not None and generation is not None and generation != if_match:
-                    raise PreconditionFailedError(
-                        f"object changed (generation {generation}, pinned {if_match}): {url}",
-                        url=url,
-                        status=412,
-                    )
-                skip = start if resp.status == 200 and start > 0 else 0
-                limit: int | None = None if end is None else end - start
-                expected = resp.content_length
-                received = 0
-                async for chunk in resp.content.iter_chunked(STREAM_CHUNK):
-                    received += len(chunk)
-                    if skip:
-                        if len(chunk) <= skip:
-                            skip -= len(chunk)
-                            continue
-                        chunk, skip = chunk[skip:], 0
-                    if limit is not None:
-                        chunk = chunk[:limit]
-                        limit -= len(chunk)
-                    if chunk:
-                        yield chunk
-                    if limit is not None and limit <= 0:
-                        break
-                else:
-                    if expected is not None and received < expected:
-                        raise TransientError(
-                            f"truncated body: {url} ({received} of {expected} bytes)", url=url
-                        )
-        except AiofolioError:
-            raise
-        except Exception as exc:
-            raise translate(exc, url) from exc
+            reader = await self._reader(resp, url, start, if_match, expected_size)
+            async with reader:
+                yield reader
+        finally:
+            resp.release()
+
+    async def _reader(
+        self,
+        resp: aiohttp.ClientResponse,
+        url: str,
+        start: int,
+        if_match: str | None,
+        expected_size: int | None,
+    ) -> RangeReader:
+        if resp.status >= 400 and resp.status != 416:
+            try:
+                detail = (await resp.content.read(300)).decode("utf-8", "replace")
+            except Exception:
+                detail = ""
+            raise error_for_status(resp.status, url, detail=detail, headers=resp.headers)
+        info = gcs_response_info(url, resp.status, resp.headers, start)
+        check_pin(info, start=start, if_match=if_match, expected_size=expected_size)
+        if resp.status == 416:
+            return RangeReader(info, None)
+        body = checked_body(
+            info,
+            _chunks(resp, url),
+            wire_length=_content_length(resp.headers),
+            expected_size=expected_size,
+        )
+        return RangeReader(info, body)
 
     async def fetch_if_changed(self, url: str, token: str | None) -> FetchResult | NotModifiedType:
         params = {"alt": "media"}
         if token and token.isdigit():
             # Only a generation is a valid ifGenerationNotMatch; anything else is a 400.
             params["ifGenerationNotMatch"] = token
-        _, session = await self._ensure()
-        media = await self._media_url(url)
+        resp = await self._send_media(url, params, {})
         try:
-            async with session.get(media, params=params, headers=await self._headers()) as resp:
-                if resp.status == 304:
-                    return NOT_MODIFIED
-                if resp.status >= 400:
-                    detail = (await resp.read())[:300].decode("utf-8", "replace")
-                    raise error_for_status(resp.status, url, detail=detail, headers=resp.headers)
-                data = await resp.read()
-                if resp.content_length is not None and len(data) != resp.content_length:
-                    raise TransientError(f"truncated body: {url}", url=url)
-                stat = self._stat_from_headers(url, resp.headers, len(data))
-        except AiofolioError:
-            raise
-        except Exception as exc:
-            raise translate(exc, url) from exc
+            if resp.status == 304:
+                return NOT_MODIFIED
+            async with await self._reader(resp, url, 0, None, None) as reader:
+                data = await reader.read()
+                stat = reader.stat()
+        finally:
+            resp.release()
+        if stat is None:  # pragma: no cover - a whole body read to its end has a size
+            raise RemoteError(f"could not tell the size of {url}", url=url)
         if token is not None and stat.version == token:
             return NOT_MODIFIED  # the emulator ignores ifGenerationNotMatch
         if stat.version is None:

@@ -17,6 +17,7 @@ import stat as stat_mod
 import tempfile
 import urllib.parse
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,12 +33,16 @@ from aiofolio.backends.base import (
     FetchResult,
     NotModifiedType,
     ObjectStat,
-    check_range,
+    RangeInfo,
+    RangeReader,
+    check_open_range,
+    check_pin,
 )
 from aiofolio.errors import (
     ChecksumMismatchError,
     PreconditionFailedError,
     RemoteNotFoundError,
+    TransientError,
 )
 
 __all__ = ["LocalBackend", "local_path"]
@@ -97,35 +102,71 @@ class LocalBackend(BaseBackend):
     async def exists(self, url: str) -> bool:
         return await anyio.to_thread.run_sync(os.path.isfile, local_path(url))
 
-    async def iter_range(
+    def open_range(
         self,
         url: str,
         start: int = 0,
         end: int | None = None,
         *,
         if_match: str | None = None,
-    ) -> AsyncIterator[bytes]:
-        check_range(start, end)
-        if end is not None and end <= start:
-            return
+        expected_size: int | None = None,
+    ) -> AbstractAsyncContextManager[RangeReader]:
+        check_open_range(start, end)
+        return self._open(url, start, end, if_match, expected_size)
+
+    @contextlib.asynccontextmanager
+    async def _open(
+        self,
+        url: str,
+        start: int,
+        end: int | None,
+        if_match: str | None,
+        expected_size: int | None,
+    ) -> AsyncIterator[RangeReader]:
         path = local_path(url)
         try:
             fh: BinaryIO = await anyio.to_thread.run_sync(open, path, "rb")
         except OSError as exc:
             raise translate(exc, url) from exc
         try:
-            if if_match is not None and _etag(os.fstat(fh.fileno())) != if_match:
-                raise PreconditionFailedError(
-                    f"object changed (precondition failed): {url}", url=url, status=412
-                )
-            pos = start
-            while end is None or pos < end:
-                want = STREAM_CHUNK if end is None else min(STREAM_CHUNK, end - pos)
-                chunk = await anyio.to_thread.run_sync(os.pread, fh.fileno(), want, pos)
-                if not chunk:
-                    break
-                pos += len(chunk)
-                yield chunk
+            # One open file: the stat, the pin and every byte read are of the same inode, even
+            # if a writer renames a new file over the path meanwhile.
+            st = os.fstat(fh.fileno())
+            if stat_mod.S_ISDIR(st.st_mode):
+                raise RemoteNotFoundError(f"not a file: {url} (a directory)", url=url, status=404)
+            etag = _etag(st)
+            size = st.st_size
+            stop = size if end is None else min(end, size)
+            info = RangeInfo(
+                url=url,
+                status=416 if start >= size and size > 0 else 206,
+                start=start,
+                length=max(0, stop - start),
+                size=size,
+                is_whole=start == 0 and stop == size,
+                etag=etag,
+                token=etag,
+                last_modified=st.st_mtime_ns / 1e9,
+            )
+            check_pin(info, start=start, if_match=if_match, expected_size=expected_size)
+
+            async def body() -> AsyncIterator[bytes]:
+                pos = start
+                while pos < stop:
+                    want = min(STREAM_CHUNK, stop - pos)
+                    try:
+                        chunk = await anyio.to_thread.run_sync(os.pread, fh.fileno(), want, pos)
+                    except OSError as exc:
+                        raise translate(exc, url) from exc
+                    if not chunk:
+                        raise TransientError(
+                            f"file shrank while being read: {url} (at {pos} of {size})", url=url
+                        )
+                    pos += len(chunk)
+                    yield chunk
+
+            async with RangeReader(info, body()) as reader:
+                yield reader
         finally:
             fh.close()
 

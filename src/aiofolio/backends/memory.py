@@ -10,11 +10,13 @@ a later request pinned with ``if_match`` to the old etag fails with 412.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 import anyio
@@ -26,7 +28,10 @@ from aiofolio.backends.base import (
     FetchResult,
     NotModifiedType,
     ObjectStat,
-    check_range,
+    RangeInfo,
+    RangeReader,
+    check_open_range,
+    check_pin,
     read_file,
 )
 from aiofolio.errors import (
@@ -121,6 +126,7 @@ class MemoryBackend(BaseBackend):
             etag=obj.etag,
             version=str(obj.generation),
             md5=hashlib.md5(obj.data, usedforsecurity=False).hexdigest(),
+            md5_source="store",
             last_modified=obj.mtime,
             token=obj.etag,
         )
@@ -140,35 +146,67 @@ class MemoryBackend(BaseBackend):
         await self._enter("exists")
         return url in self.objects
 
-    async def iter_range(
+    def open_range(
         self,
         url: str,
         start: int = 0,
         end: int | None = None,
         *,
         if_match: str | None = None,
-    ) -> AsyncIterator[bytes]:
-        check_range(start, end)
-        if end is not None and end <= start:
-            return  # like the real stores: an empty range sends no request
+        expected_size: int | None = None,
+    ) -> AbstractAsyncContextManager[RangeReader]:
+        check_open_range(start, end)
+        return self._open(url, start, end, if_match, expected_size)
+
+    @contextlib.asynccontextmanager
+    async def _open(
+        self,
+        url: str,
+        start: int,
+        end: int | None,
+        if_match: str | None,
+        expected_size: int | None,
+    ) -> AsyncIterator[RangeReader]:
         await self._enter("read")
         obj = self._get(url)
         self._check_pin(url, obj, if_match)
         data = obj.data  # a stream keeps the bytes it started with
-        stop = len(data) if end is None else min(end, len(data))
-        pos = start
-        sent = 0
-        while pos < stop:
-            chunk = data[pos : min(pos + self.chunk_size, stop)]
-            pos += len(chunk)
-            sent += len(chunk)
-            self.bytes_served += len(chunk)
-            trigger = self.script.replace_after.get(url)
-            if trigger is not None and sent >= trigger[0]:
-                del self.script.replace_after[url]
-                self.set(url, trigger[1])
-            yield chunk
-            await anyio.lowlevel.checkpoint()
+        size = len(data)
+        stop = size if end is None else min(end, size)
+        info = RangeInfo(
+            url=url,
+            status=416 if start >= size and size > 0 else 206,
+            start=start,
+            length=max(0, stop - start),
+            size=size,
+            is_whole=start == 0 and stop == size,
+            etag=obj.etag,
+            token=obj.etag,
+            version=str(obj.generation),
+            md5=hashlib.md5(data, usedforsecurity=False).hexdigest(),
+            md5_source="store",
+            last_modified=obj.mtime,
+        )
+        pin = None if if_match is None else obj.etag  # matched by etag or generation above
+        check_pin(info, start=start, if_match=pin, expected_size=expected_size)
+
+        async def body() -> AsyncIterator[bytes]:
+            pos = start
+            sent = 0
+            while pos < stop:
+                chunk = data[pos : min(pos + self.chunk_size, stop)]
+                pos += len(chunk)
+                sent += len(chunk)
+                self.bytes_served += len(chunk)
+                trigger = self.script.replace_after.get(url)
+                if trigger is not None and sent >= trigger[0]:
+                    del self.script.replace_after[url]
+                    self.set(url, trigger[1])
+                yield chunk
+                await anyio.lowlevel.checkpoint()
+
+        async with RangeReader(info, body()) as reader:
+            yield reader
 
     async def fetch_if_changed(self, url: str, token: str | None) -> FetchResult | NotModifiedType:
         await self._enter("fetch_if_changed")

@@ -1,13 +1,21 @@
 """The S3 backend: s3fs builds the session and credentials; calls go to its aiobotocore client.
 
-Owns: mapping ``s3://bucket/key`` URLs to client calls; stats from HEAD (ETag, VersionId, MD5
-for single-part ETags); ranged streaming GETs pinned with ``IfMatch``; conditional GETs whose
-304 is turned into :data:`~aiofolio.backends.base.NOT_MODIFIED` (s3fs would hide it as a plain
-``OSError``); puts with Content-MD5 (also checked here, before anything is stored, as not every
-S3-compatible store checks it and none can for a multipart upload), Cache-Control and
-``IfMatch``/``IfNoneMatch`` (a missing key under ``IfMatch`` is a failed precondition, not a
-404), multipart above :data:`MULTIPART_THRESHOLD`. botocore's own retries are switched off (our
-policy retries), and so is its response checksum validation (the engine verifies content).
+Owns: mapping ``s3://bucket/key`` URLs to client calls; stats from HEAD (ETag, VersionId, the
+MD5 a single-part, non-KMS, non-SSE-C ETag is, and a full-object CRC32C when the store has
+one); ranged streaming GETs (:meth:`S3Backend.open_range`) pinned with ``IfMatch`` and checked
+against the response's ETag and ``Content-Range`` total, for stores that ignore ``If-Match``;
+conditional GETs whose 304 is turned into :data:`~aiofolio.backends.base.NOT_MODIFIED` (s3fs
+would hide it as a plain ``OSError``); puts with Content-MD5 (also checked here, before anything
+is stored, as not every S3-compatible store checks it and none can for a multipart upload),
+Cache-Control and ``IfMatch``/``IfNoneMatch`` (a missing key under ``IfMatch`` is a failed
+precondition, not a 404), multipart above :data:`MULTIPART_THRESHOLD`. botocore's own retries
+are switched off (our policy retries), and so is its response checksum validation (the engine
+verifies content).
+
+Encoding: aiobotocore sends ``Accept-Encoding: identity`` on every request and never
+decompresses. S3 does not transcode: a ``Content-Encoding`` on an S3 object is metadata stored
+with it, and the bytes served are the bytes stored (those a manifest's MD5 covers), so they are
+handed out as they are.
 """
 
 from __future__ import annotations
@@ -16,9 +24,11 @@ import base64
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from aiofolio.backends._errors import translate
+from aiofolio.backends._headers import crc32c_from_s3, md5_from_s3_etag
 from aiofolio.backends.base import (
     NOT_MODIFIED,
     STREAM_CHUNK,
@@ -26,11 +36,15 @@ from aiofolio.backends.base import (
     FetchResult,
     NotModifiedType,
     ObjectStat,
-    check_range,
+    RangeReader,
+    check_open_range,
+    check_pin,
+    checked_body,
     file_size,
     iter_file_blocks,
     md5_hex_to_b64,
     read_file,
+    response_info,
 )
 from aiofolio.errors import (
     AiofolioError,
@@ -60,11 +74,59 @@ def _etag(value: str | None) -> str | None:
     return value.strip('"') if value else None
 
 
-def _md5_from_etag(etag: str | None) -> str | None:
-    # A single-part, non-KMS upload's ETag is the MD5 of the content.
-    if etag and "-" not in etag and len(etag) == 32:
-        return etag
-    return None
+def _version(resp: Mapping[str, Any]) -> str | None:
+    version = resp.get("VersionId")
+    return str(version) if version not in (None, "null") else None
+
+
+def _modified(resp: Mapping[str, Any]) -> float | None:
+    modified = resp.get("LastModified")
+    return modified.timestamp() if modified is not None else None
+
+
+def _digests(resp: Mapping[str, Any], *, whole: bool = True) -> dict[str, Any]:
+    """md5 (from the ETag), md5_source and crc32c of a HeadObject/GetObject response.
+
+    The ETag is the object's whatever the range; a checksum is used only on a whole answer.
+    """
+    md5 = md5_from_s3_etag(
+        resp.get("ETag"),
+        server_side_encryption=resp.get("ServerSideEncryption"),
+        sse_customer_algorithm=resp.get("SSECustomerAlgorithm"),
+    )
+    crc = crc32c_from_s3(resp.get("ChecksumCRC32C"), resp.get("ChecksumType")) if whole else None
+    return {"md5": md5, "md5_source": "etag" if md5 else None, "crc32c": crc}
+
+
+def _stat_of(url: str, resp: Mapping[str, Any], size: int) -> ObjectStat:
+    etag = _etag(resp.get("ETag"))
+    return ObjectStat(
+        url=url,
+        size=size,
+        etag=etag,
+        token=etag,
+        version=_version(resp),
+        last_modified=_modified(resp),
+        **_digests(resp),
+    )
+
+
+def _response_headers(exc: BaseException | None) -> Mapping[str, str]:
+    response = getattr(exc, "response", None) or {}
+    meta = response.get("ResponseMetadata", {}) if isinstance(response, dict) else {}
+    headers = meta.get("HTTPHeaders") if isinstance(meta, dict) else None
+    return headers if isinstance(headers, dict) else {}
+
+
+async def _body_chunks(body: Any, url: str) -> AsyncIterator[bytes]:
+    while True:
+        try:
+            chunk = await body.read(STREAM_CHUNK)
+        except Exception as exc:
+            raise translate(exc, url) from exc
+        if not chunk:
+            return
+        yield chunk
 
 
 def _error_code(exc: BaseException | None) -> str:
@@ -158,18 +220,9 @@ class S3Backend(BaseBackend):
 
     async def stat(self, url: str) -> ObjectStat:
         bucket, key = split_s3(url)
-        head = await self._call(url, "head_object", Bucket=bucket, Key=key)
-        etag = _etag(head.get("ETag"))
-        modified = head.get("LastModified")
-        return ObjectStat(
-            url=url,
-            size=int(head["ContentLength"]),
-            etag=etag,
-            token=etag,
-            version=head.get("VersionId") if head.get("VersionId") not in (None, "null") else None,
-            md5=_md5_from_etag(etag),
-            last_modified=modified.timestamp() if modified is not None else None,
-        )
+        # ChecksumMode asks for the stored checksum headers (x-amz-checksum-crc32c ...).
+        head = await self._call(url, "head_object", Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        return _stat_of(url, head, int(head["ContentLength"]))
 
     async def exists(self, url: str) -> bool:
         try:
@@ -178,17 +231,27 @@ class S3Backend(BaseBackend):
             return False
         return True
 
-    async def iter_range(
+    def open_range(
         self,
         url: str,
         start: int = 0,
         end: int | None = None,
         *,
         if_match: str | None = None,
-    ) -> AsyncIterator[bytes]:
-        check_range(start, end)
-        if end is not None and end <= start:
-            return
+        expected_size: int | None = None,
+    ) -> AbstractAsyncContextManager[RangeReader]:
+        check_open_range(start, end)
+        return self._open(url, start, end, if_match, expected_size)
+
+    @contextlib.asynccontextmanager
+    async def _open(
+        self,
+        url: str,
+        start: int,
+        end: int | None,
+        if_match: str | None,
+        expected_size: int | None,
+    ) -> AsyncIterator[RangeReader]:
         bucket, key = split_s3(url)
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if start > 0 or end is not None:
@@ -198,26 +261,50 @@ class S3Backend(BaseBackend):
         try:
             resp = await self._call(url, "get_object", **kwargs)
         except AiofolioError as exc:
-            if getattr(exc, "status", None) == 416:
-                return
-            raise
+            if getattr(exc, "status", None) != 416:
+                raise
+            headers = _response_headers(exc.__cause__)
+            info = response_info(
+                url,
+                status=416,
+                start=start,
+                content_range=headers.get("content-range"),
+                content_length=None,
+            )
+            check_pin(info, start=start, if_match=if_match, expected_size=expected_size)
+            async with RangeReader(info, None) as empty:
+                yield empty
+            return
         body = resp["Body"]
-        expected = int(resp.get("ContentLength") or 0)
-        received = 0
         try:
-            while True:
-                try:
-                    chunk = await body.read(STREAM_CHUNK)
-                except Exception as exc:
-                    raise translate(exc, url) from exc
-                if not chunk:
-                    break
-                received += len(chunk)
-                yield chunk
+            meta = resp.get("ResponseMetadata") or {}
+            status = int(meta.get("HTTPStatusCode") or (206 if resp.get("ContentRange") else 200))
+            length = resp.get("ContentLength")
+            etag = _etag(resp.get("ETag"))
+            digests = _digests(resp, whole=status == 200)
+            info = response_info(
+                url,
+                status=status,
+                start=start,
+                content_range=resp.get("ContentRange"),
+                content_length=int(length) if length is not None else None,
+                etag=etag,
+                token=etag,
+                version=_version(resp),
+                last_modified=_modified(resp),
+                **digests,
+            )
+            check_pin(info, start=start, if_match=if_match, expected_size=expected_size)
+            chunks = checked_body(
+                info,
+                _body_chunks(body, url),
+                wire_length=info.length,
+                expected_size=expected_size,
+            )
+            async with RangeReader(info, chunks) as reader:
+                yield reader
         finally:
             body.close()
-        if received < expected:
-            raise TransientError(f"truncated body: {url} ({received} of {expected} bytes)", url=url)
 
     async def fetch_if_changed(self, url: str, token: str | None) -> FetchResult | NotModifiedType:
         bucket, key = split_s3(url)
@@ -233,19 +320,12 @@ class S3Backend(BaseBackend):
             if _status(exc) == 304:
                 return NOT_MODIFIED
             raise translate(exc, url) from exc
-        etag = _etag(resp.get("ETag"))
-        modified = resp.get("LastModified")
         if len(data) != int(resp.get("ContentLength", len(data))):
             raise TransientError(f"truncated body: {url}", url=url)
-        return data, ObjectStat(
-            url=url,
-            size=len(data),
-            etag=etag,
-            token=etag,
-            version=resp.get("VersionId") if resp.get("VersionId") not in (None, "null") else None,
-            md5=_md5_from_etag(etag),
-            last_modified=modified.timestamp() if modified is not None else None,
-        )
+        stat = _stat_of(url, resp, len(data))
+        if token is not None and stat.token == token:
+            return NOT_MODIFIED  # a store that ignores If-None-Match
+        return data, stat
 
     async def put(
         self,
@@ -298,14 +378,13 @@ class S3Backend(BaseBackend):
         etag = _etag(resp.get("ETag"))
         if etag is None:
             return await self.stat(url)
-        version = resp.get("VersionId")
         return ObjectStat(
             url=url,
             size=size,
             etag=etag,
             token=etag,
-            version=version if version not in (None, "null") else None,
-            md5=_md5_from_etag(etag),
+            version=_version(resp),
+            **_digests(resp),
         )
 
     async def _check_condition(self, url: str, if_match: str | None, if_none_match: bool) -> None:
@@ -384,16 +463,19 @@ class S3Backend(BaseBackend):
                 kwargs["ContinuationToken"] = token
             resp = await self._call(url, "list_objects_v2", **kwargs)
             for obj in resp.get("Contents", []) or []:
+                # A listing states no encryption: the ETag is taken as the MD5 when it looks
+                # like one (a stat tells for sure).
                 etag = _etag(obj.get("ETag"))
-                modified = obj.get("LastModified")
+                md5 = md5_from_s3_etag(etag)
                 out.append(
                     ObjectStat(
                         url=f"s3://{bucket}/{obj['Key']}",
                         size=int(obj["Size"]),
                         etag=etag,
                         token=etag,
-                        md5=_md5_from_etag(etag),
-                        last_modified=modified.timestamp() if modified is not None else None,
+                        md5=md5,
+                        md5_source="etag" if md5 else None,
+                        last_modified=_modified(obj),
                     )
                 )
             if not resp.get("IsTruncated"):

@@ -10,6 +10,9 @@ Everything here binds or talks to 127.0.0.1 only.
   errors, resets, truncation, corruption, mid-download replacement and hangs; also a reverse
   proxy in front of another loopback server (e.g. moto).
 - :class:`ThreadedServer`: hosts a file or fault server on its own thread and event loop.
+- :class:`NginxServer` (:mod:`.nginx`): a real nginx serving a folder, as a foreground
+  process with its config, pid file, temp folders and access log under a work folder.
+- :mod:`.dfbundles`: bundles written by the real ``datafolio`` package (imported on use).
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ from .faultserver import Fault, FaultServer
 from .fileserver import (
     FileServer,
     RequestRecord,
+    ResponseShape,
     ServerStats,
     StoredObject,
     ThreadedServer,
     parse_range,
 )
+from .nginx import NginxRequest, NginxServer, find_nginx
 
 __all__ = [
     "AWS_TEST_ENV",
@@ -45,11 +50,15 @@ __all__ = [
     "GcsEmulator",
     "ManagedServer",
     "MotoServer",
+    "NginxRequest",
+    "NginxServer",
     "RequestRecord",
+    "ResponseShape",
     "ServerStartError",
     "ServerStats",
     "StoredObject",
     "ThreadedServer",
+    "find_nginx",
     "free_port",
     "http_call",
     "loopback_env",

@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import gzip
 import hashlib
 import importlib
 import json
@@ -304,6 +305,7 @@ class FakeRequest:
         range: the ``Range`` (or, for upload chunks, ``Content-Range``) header, if any.
         status: the response status.
         injected: True when the response was an injected failure.
+        accept_encoding: the request's ``Accept-Encoding`` header, if any.
     """
 
     method: str
@@ -314,6 +316,7 @@ class FakeRequest:
     range: str | None
     status: int
     injected: bool
+    accept_encoding: str | None = None
 
 
 class FakeGCSStats:
@@ -642,6 +645,9 @@ class FakeGCS:
         self.page_size = page_size
         self.drop_headers: set[str] = set()
         """Response headers (any case) to leave out, to mimic servers that do not send them."""
+        self.force_encoding: str | None = None
+        """``"gzip"``: gzip every successful response body (JSON and media, ranges too) and say
+        so in ``Content-Encoding``, whatever the client accepts (a misbehaving server)."""
         self.stats = FakeGCSStats()
         self._timeout = start_timeout
         self._lock = threading.RLock()
@@ -970,6 +976,16 @@ class FakeGCS:
                     )
         for dropped in self.drop_headers:
             resp.headers.popall(dropped, None)
+        encoding = self.force_encoding
+        if (
+            encoding is not None
+            and isinstance(resp, web.Response)
+            and isinstance(resp.body, bytes)
+            and resp.body
+            and 200 <= resp.status < 300
+        ):
+            resp.body = gzip.compress(resp.body, mtime=0)
+            resp.headers["Content-Encoding"] = encoding
         header = "Content-Range" if route.kind == KIND_UPLOAD_CHUNK else "Range"
         self.stats.record(
             FakeRequest(
@@ -981,6 +997,7 @@ class FakeGCS:
                 range=request.headers.get(header),
                 status=resp.status,
                 injected=injected,
+                accept_encoding=request.headers.get("Accept-Encoding"),
             )
         )
         return resp

@@ -23,6 +23,17 @@ Faults, per path glob (``fnmatch``, ``*`` for all) and bounded:
   stops, or ``max_hang`` seconds (then the connection is closed). ``hang_after`` stalls after K
   body bytes instead.
 
+Misbehaving servers (GET/HEAD answers; see :class:`~aiofolio.testing.fileserver.ResponseShape`):
+
+- ``ignore_if_match``: If-Match is ignored on GET/HEAD: the current object is served whatever
+  the pin (an S3-compatible store that does this mixes versions unless the client compares
+  ETags). Through the proxy, the header is dropped before it reaches the upstream.
+- ``encoding``: ``Content-Encoding: gzip`` (or ``deflate``) whatever the client asked for,
+  ranged answers included (local mode only).
+- ``ignore_range``: 200 with the whole object for a ranged GET (proxy: Range dropped).
+- ``chunked``: no Content-Length (chunked transfer encoding).
+- ``weak_etag``: ``ETag: W/"..."``; If-Match (strong comparison) then never matches.
+
 Byte offsets K count bytes of the response body, not offsets in the object. Every request,
 proxied or not, is counted in :attr:`FaultServer.stats`.
 """
@@ -45,7 +56,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from .fileserver import DEFAULT_CHUNK, FileServer, _Entry, normalize_path
+from .fileserver import DEFAULT_CHUNK, PLAIN, FileServer, ResponseShape, _Entry, normalize_path
 
 __all__ = ["Fault", "FaultServer"]
 
@@ -101,6 +112,12 @@ class Fault:
         times: Apply to this many matching requests, then stop matching (None: no limit).
         methods: Only match these methods (e.g. ``{"GET"}``); None matches all.
         seed: Seed for the corrupted positions.
+        ignore_if_match: Serve GET/HEAD whatever ``If-Match`` says (the current object).
+        ignore_range: Answer a ranged GET with 200 and the whole object.
+        encoding: ``"gzip"``/``"deflate"`` (or a label such as ``"br"``, gzip bytes): encode
+            GET bodies so and say so, whatever the client accepts. Local mode only.
+        chunked: Send GET bodies without Content-Length (chunked).
+        weak_etag: Serve the ETag as weak (``W/"..."``); If-Match then never matches.
     """
 
     latency: float = 0.0
@@ -120,8 +137,15 @@ class Fault:
     times: int | None = None
     methods: Collection[str] | None = None
     seed: int = 0
+    ignore_if_match: bool = False
+    ignore_range: bool = False
+    encoding: str | None = None
+    chunked: bool = False
+    weak_etag: bool = False
 
     def __post_init__(self) -> None:
+        if self.encoding is not None and not self.encoding.strip():
+            raise ValueError("encoding must be a coding name such as 'gzip'")
         if not 0.0 <= self.latency <= MAX_LATENCY:
             raise ValueError(f"latency must be within [0, {MAX_LATENCY}] s")
         if self.bandwidth is not None and self.bandwidth <= 0:
@@ -149,6 +173,17 @@ class Fault:
             return []
         rng = random.Random(self.seed)
         return sorted(rng.sample(range(length), min(self.corrupt_bytes, length)))
+
+    @property
+    def shape(self) -> ResponseShape:
+        """How this fault misshapes GET/HEAD answers."""
+        return ResponseShape(
+            ignore_if_match=self.ignore_if_match,
+            ignore_range=self.ignore_range,
+            encoding=self.encoding,
+            chunked=self.chunked,
+            weak_etag=self.weak_etag,
+        )
 
     @property
     def shapes_body(self) -> bool:
@@ -242,6 +277,8 @@ class FaultServer(FileServer):
         """Apply ``fault`` to requests whose path matches ``path_glob`` (``"*"`` for all)."""
         if fault.replace_with is not None and self.upstream is not None and not self.on_replace:
             raise ValueError("replace_with through the proxy needs on_replace=")
+        if fault.encoding is not None and self.upstream is not None:
+            raise ValueError("encoding= is for local mode only, not through the proxy")
         pattern = path_glob if path_glob.startswith("*") else normalize_path(path_glob)
         with self._rules_lock:
             self._rules.append(_Rule(pattern, fault))
@@ -330,11 +367,29 @@ class FaultServer(FileServer):
             return web.Response(status=fault.fail_status, text=body, headers=headers)
         return None
 
+    def _shape(self, request: web.Request) -> ResponseShape:
+        plan: _Plan | None = request.get(_PLAN_KEY)
+        if plan is None or request.method not in ("GET", "HEAD"):
+            return PLAIN
+        return plan.rule.fault.shape
+
     async def _dispatch(self, request: web.Request, entry: _Entry) -> web.StreamResponse:
+        shape = self._shape(request)
+        entry.faults.extend(
+            name
+            for name, on in (
+                ("ignore-if-match", shape.ignore_if_match),
+                ("ignore-range", shape.ignore_range),
+                ("encoding", shape.encoding is not None),
+                ("chunked", shape.chunked),
+                ("weak-etag", shape.weak_etag),
+            )
+            if on
+        )
         if self.upstream is None:
             return await super()._dispatch(request, entry)
         entry.proxied = True
-        return await self._proxy(request, entry)
+        return await self._proxy(request, entry, shape)
 
     async def _write_body(
         self,
@@ -462,14 +517,21 @@ class FaultServer(FileServer):
 
     # -- reverse proxy ------------------------------------------------------------------------
 
-    async def _proxy(self, request: web.Request, entry: _Entry) -> web.StreamResponse:
+    async def _proxy(
+        self, request: web.Request, entry: _Entry, shape: ResponseShape = PLAIN
+    ) -> web.StreamResponse:
         assert self.upstream is not None
         session = self._session
         if session is None:
             return web.Response(status=503, text="proxy not started")
         url = URL(self.upstream + request.raw_path, encoded=True)
+        dropped = set(_HOP_HEADERS)
+        if shape.ignore_if_match:
+            dropped.add("if-match")  # moto does not check signatures, so SigV4 survives this
+        if shape.ignore_range:
+            dropped.add("range")
         headers = CIMultiDict(
-            (k, v) for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS
+            (k, v) for k, v in request.headers.items() if k.lower() not in dropped
         )
         data = _request_body(request) if request.body_exists else None
         try:
@@ -484,9 +546,14 @@ class FaultServer(FileServer):
                 resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
                 for key, value in upstream.headers.items():
                     if key.lower() not in _HOP_HEADERS and key.lower() != "content-length":
+                        if key.lower() == "etag" and shape.weak_etag and value.startswith('"'):
+                            value = f"W/{value}"
                         resp.headers.add(key, value)
                 raw_length = upstream.headers.get("Content-Length")
                 length = int(raw_length) if raw_length is not None else None
+                if shape.chunked and request.method != "HEAD":
+                    length = None
+                    resp.enable_chunked_encoding()
                 if length is not None:
                     resp.content_length = length
                 entry.status = upstream.status

@@ -19,10 +19,12 @@ loop with ``async with FileServer() as srv``. It binds 127.0.0.1 only.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import re
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
@@ -37,6 +39,7 @@ DEFAULT_CHUNK = 256 * 1024
 __all__ = [
     "FileServer",
     "RequestRecord",
+    "ResponseShape",
     "ServerStats",
     "StoredObject",
     "ThreadedServer",
@@ -207,6 +210,43 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+# -- response shapes ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResponseShape:
+    """How a GET/HEAD answer departs from a well-behaved server (all off by default).
+
+    Attributes:
+        ignore_if_match: Serve the current object whatever ``If-Match`` says.
+        ignore_range: Ignore ``Range``: 200 with the whole object.
+        encoding: ``"gzip"`` or ``"deflate"``: encode the body so, and say so in
+            ``Content-Encoding``, whatever the client's ``Accept-Encoding`` (for a range, the
+            range's bytes are encoded, and the answer is still a 206). Any other name (``"br"``)
+            labels the body as that coding and sends gzip bytes.
+        chunked: No ``Content-Length``: chunked transfer encoding.
+        weak_etag: The ETag is weak (``W/"..."``). ``If-None-Match`` still matches it (weak
+            comparison); ``If-Match`` never does (strong comparison, RFC 9110), so any pinned
+            GET gets 412, as from a compliant server.
+    """
+
+    ignore_if_match: bool = False
+    ignore_range: bool = False
+    encoding: str | None = None
+    chunked: bool = False
+    weak_etag: bool = False
+
+
+PLAIN = ResponseShape()
+
+
+def encode_body(data: bytes, encoding: str) -> bytes:
+    """``data`` gzip- or deflate-encoded (any other coding name: gzip bytes)."""
+    if encoding == "deflate":
+        return zlib.compress(data)
+    return gzip.compress(data, mtime=0)
+
+
 # -- stats ----------------------------------------------------------------------------------
 
 
@@ -225,6 +265,7 @@ class RequestRecord:
         fault: Which fault was applied ("fail", "reset", "truncate", ...), if any.
         done: False while the request is still being served.
         aborted: True if the response was cut (fault or client gone).
+        headers: The request's headers (``Accept-Encoding``, ``If-Match``, ...), as sent.
     """
 
     method: str
@@ -237,6 +278,7 @@ class RequestRecord:
     fault: str | None
     done: bool
     aborted: bool
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -245,6 +287,7 @@ class _Entry:
     path: str
     query: str
     range: str | None
+    headers: dict[str, str] = field(default_factory=dict)
     status: int = 0
     bytes_sent: int = 0
     proxied: bool = False
@@ -264,6 +307,7 @@ class _Entry:
             fault=",".join(self.faults) or None,
             done=self.done,
             aborted=self.aborted,
+            headers=dict(self.headers),
         )
 
 
@@ -277,8 +321,17 @@ class ServerStats:
         self._lock = threading.Lock()
         self._entries: list[_Entry] = []
 
-    def _begin(self, method: str, path: str, query: str, range_: str | None) -> _Entry:
-        entry = _Entry(method=method, path=path, query=query, range=range_)
+    def _begin(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        range_: str | None,
+        headers: Mapping[str, str] | None = None,
+    ) -> _Entry:
+        entry = _Entry(
+            method=method, path=path, query=query, range=range_, headers=dict(headers or {})
+        )
         with self._lock:
             self._entries.append(entry)
         return entry
@@ -455,7 +508,11 @@ class FileServer:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         entry = self.stats._begin(
-            request.method, request.path, request.query_string, request.headers.get("Range")
+            request.method,
+            request.path,
+            request.query_string,
+            request.headers.get("Range"),
+            request.headers,
         )
         try:
             early = await self._before(request, entry)
@@ -494,23 +551,29 @@ class FileServer:
         ]
         return web.json_response({"objects": items})
 
+    def _shape(self, request: web.Request) -> ResponseShape:
+        """Hook: how to (mis)shape this GET/HEAD answer; the plain server is well-behaved."""
+        return PLAIN
+
     async def _serve_get(self, request: web.Request, entry: _Entry) -> web.StreamResponse:
+        shape = self._shape(request)
         obj = self.store.get(request.path)
-        if_match = request.headers.get("If-Match")
+        if_match = None if shape.ignore_if_match else request.headers.get("If-Match")
         if_none_match = request.headers.get("If-None-Match")
         if obj is None:
             return web.Response(status=412 if if_match else 404)
-        validators = {"ETag": obj.etag, "Last-Modified": obj.http_date}
-        if if_match is not None and not etag_matches(if_match, obj.etag, weak=False):
+        etag = f"W/{obj.etag}" if shape.weak_etag else obj.etag
+        validators = {"ETag": etag, "Last-Modified": obj.http_date}
+        if if_match is not None and not etag_matches(if_match, etag, weak=False):
             return web.Response(status=412, headers=validators)
         if if_none_match is not None:
-            if etag_matches(if_none_match, obj.etag, weak=True):
+            if etag_matches(if_none_match, etag, weak=True):
                 return web.Response(status=304, headers=validators)
         elif _not_modified_since(request.headers.get("If-Modified-Since"), obj):
             return web.Response(status=304, headers=validators)
         size = len(obj.data)
         try:
-            rng = parse_range(request.headers.get("Range"), size)
+            rng = None if shape.ignore_range else parse_range(request.headers.get("Range"), size)
         except RangeNotSatisfiable:
             return web.Response(
                 status=416, headers={**validators, "Content-Range": f"bytes */{size}"}
@@ -522,13 +585,22 @@ class FileServer:
         resp.headers["Content-Type"] = "application/octet-stream"
         if rng is not None:
             resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        resp.content_length = end - start
+        body: bytes | memoryview = memoryview(obj.data)[start:end]
+        if shape.encoding is not None:
+            body = encode_body(bytes(body), shape.encoding)
+            resp.headers["Content-Encoding"] = shape.encoding
+        if shape.chunked and request.method != "HEAD":
+            resp.enable_chunked_encoding()
+        else:
+            resp.content_length = len(body)
         entry.status = resp.status
         if request.method == "HEAD":
             await resp.prepare(request)
             return resp
-        body = memoryview(obj.data)[start:end]
-        await self._write_body(request, resp, entry, _chunks(body, self.chunk_size), end - start)
+        length = None if shape.chunked else len(body)
+        await self._write_body(
+            request, resp, entry, _chunks(memoryview(body), self.chunk_size), length
+        )
         return resp
 
     async def _serve_put(self, request: web.Request) -> web.StreamResponse:
