@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,12 +27,15 @@ from typing import Any, TypeVar
 import anyio.to_thread
 
 from aiofolio.backends import Backend, BackendPool
+from aiofolio.bundle import Manifest
 from aiofolio.config import Settings
 from aiofolio.engine import evict
 from aiofolio.engine._folder import Folder
 from aiofolio.engine.inuse import InUse
 from aiofolio.engine.quota import Quota
 from aiofolio.engine.resume import Registry
+
+_PARSED_MAX = 8
 
 __all__ = [
     "BundleScope",
@@ -86,6 +90,26 @@ class Runtime(Folder):
         self.inflight: dict[str, asyncio.Future[Path]] = {}
         self.resume = Registry()
         self.warms: set[asyncio.Task[Any]] = set()
+        self.parsed: OrderedDict[tuple[str, str], Manifest] = OrderedDict()
+        """Parsed manifests by (bundle url, manifest MD5), most recent last: a folio opened
+        again in this process reuses the parse (a 100,000-item manifest takes about a second
+        to parse). Manifests are immutable, so sharing one is safe."""
+
+    def parsed_manifest(self, url: str, md5: str) -> Manifest | None:
+        with self.resume.lock:  # any small lock: readers run on several threads
+            found = self.parsed.get((url, md5))
+            if found is not None:
+                self.parsed.move_to_end((url, md5))
+            return found
+
+    def remember_manifest(self, url: str, md5: str, manifest: Manifest) -> None:
+        if not md5:
+            return
+        with self.resume.lock:
+            self.parsed[(url, md5)] = manifest
+            self.parsed.move_to_end((url, md5))
+            while len(self.parsed) > _PARSED_MAX:
+                self.parsed.popitem(last=False)
 
     # -- maintenance passes (blocking), keeping the quota's estimate true ------------------------
     def enforce(self, settings: Settings) -> evict.EvictionResult:

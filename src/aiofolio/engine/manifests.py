@@ -19,6 +19,7 @@ of the bundle (token, last check, the raw manifest) and of its items from
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import warnings
 from collections.abc import Awaitable, Callable
@@ -87,13 +88,22 @@ class ManifestCache:
             return adopted[1]
         if raw is None:
             return None
-        try:
-            manifest = parse_manifest(raw, source=self.url)
-        except Exception as exc:  # a damaged copy is a miss, never a crash
-            log.warning("cached manifest of %s is unreadable (%s); reloading it", self.url, exc)
-            return None
+        manifest = self.rt.parsed_manifest(self.url, record.manifest_md5)
+        if manifest is None:
+            try:
+                manifest = parse_manifest(raw, source=self.url)
+            except Exception as exc:  # a damaged copy is a miss, never a crash
+                log.warning("cached manifest of %s is unreadable (%s); reloading it", self.url, exc)
+                return None
+            self.rt.remember_manifest(self.url, record.manifest_md5, manifest)
         self._adopted = (record.manifest_token, manifest)
         return manifest
+
+    def _adopt_fresh(self, token: str | None, manifest: Manifest, data: bytes) -> None:
+        """A manifest just fetched or written: this folio's, and the process's parsed copy."""
+        self._adopted = (token, manifest)
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        self.rt.remember_manifest(self.url, md5, manifest)
 
     def _write(
         self,
@@ -171,7 +181,7 @@ class ManifestCache:
                 )
             fresh, data, token = await loader()
             self.rt.stats.add(self.url, remote_checks=1)
-            self._adopted = (token, fresh)
+            self._adopt_fresh(token, fresh, data)
             # Merged with what is on disk: another process may have cached items while this
             # one loaded the manifest; only versions the manifest no longer lists go.
             await in_thread(
@@ -246,7 +256,7 @@ class ManifestCache:
         self, old: Manifest, fresh: Manifest, data: bytes, stat: ObjectStat, now: float
     ) -> None:
         changes = diff_items(tokens_of(old), tokens_of(fresh))
-        self._adopted = (stat.token, fresh)
+        self._adopt_fresh(stat.token, fresh, data)
         await in_thread(
             lambda: self._write(token=stat.token, now=now, data=data, keep=self._keeper(fresh))
         )
@@ -279,7 +289,7 @@ class ManifestCache:
 
     async def note_write(self, manifest: Manifest, data: bytes, token: str | None) -> None:
         """Our own commit published ``manifest``: the cached copy follows it (no warning)."""
-        self._adopted = (token, manifest)
+        self._adopt_fresh(token, manifest, data)
         now = self.scope.clock()
         await in_thread(
             lambda: self._write(token=token, now=now, data=data, keep=self._keeper(manifest))
