@@ -86,7 +86,9 @@ class CacheMethods:
         """Whether ``name`` is cached, where, how big, since when, and whether it verifies.
 
         Keys: ``cached``, ``cache_path``, ``size_bytes``, ``cached_at``, ``last_verified``,
-        ``ttl_expires_in``, ``checksum_valid``, ``access_count``.
+        ``ttl_expires_in``, ``checksum_valid``, ``verified_by`` (what the download was checked
+        against: ``"md5 (manifest)"``, ``"md5 (etag)"``, ``"crc32c (store)"``, ``"size and
+        version only"``...), ``access_count``.
         """
         return _portal.call(self._cache_status, name)
 

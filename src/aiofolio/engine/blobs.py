@@ -415,6 +415,7 @@ class BlobCache:
                 "last_verified": None,
                 "ttl_expires_in": expires,
                 "checksum_valid": None,
+                "verified_by": None,
                 "access_count": access,
             }
         path = self.rt.blobs.path(rec.digest)
@@ -426,5 +427,6 @@ class BlobCache:
             "last_verified": iso_utc(last_check) if last_check else None,
             "ttl_expires_in": expires,
             "checksum_valid": self.verify(path, rec, True),
+            "verified_by": rec.verified_by or None,
             "access_count": access,
         }

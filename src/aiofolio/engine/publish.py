@@ -16,6 +16,8 @@ import os
 import time
 from pathlib import Path
 
+import msgspec
+
 from aiofolio.backends import Backend
 from aiofolio.bundle import Item, payload_path, version_token
 from aiofolio.config import Settings
@@ -70,11 +72,17 @@ class Publisher:
                 return self.rt.blobs.new_temp()
             return Path(self.scope.scratch_dir) / f"dl-{os.getpid()}-{attempt}-{id(item):x}.part"
 
+        async def on_size(total: int) -> None:
+            # The first answer stated the size of an item the manifest did not size: the
+            # hard limit reserves it now, before the bulk of the bytes (or refuses it).
+            if ticket is not None and ticket.size is None:
+                await in_thread(quota.grow, ticket, settings, total)
+
         published = False
         try:
             for attempt in (1, 2):
                 try:
-                    tmp, hashers, size = await fetch_verified(
+                    done = await fetch_verified(
                         backend or self.scope.backend,
                         url,
                         new_temp,
@@ -85,6 +93,7 @@ class Publisher:
                         # Resume across runs: only cache downloads, whose temps are in v1/tmp.
                         resume_dir=self.rt.layout.tmp_dir if writes else None,
                         resume_registry=self.rt.resume,
+                        on_size=on_size,
                     )
                     break
                 except OSError as exc:
@@ -99,6 +108,7 @@ class Publisher:
                     need = item.size_bytes or self.rt.blobs.total_size() // 2  # unknown: half
                     log.warning("disk full while downloading %s; evicting and retrying", what)
                     await in_thread(quota.free_for, settings, need)
+            tmp, hashers, size = done.path, done.hashers, done.size
             try:
                 digest = hashers.hexdigest(algorithm)
                 if ticket is None:
@@ -112,7 +122,8 @@ class Publisher:
                 path = await self._publish(tmp, digest, size)
                 published = True
                 try:
-                    self.record(self.new_record(item, hashers, digest, size, remote_token))
+                    rec = self.new_record(item, hashers, digest, size, remote_token)
+                    self.record(msgspec.structs.replace(rec, verified_by=done.verified_by))
                 except (OSError, AiofolioError) as exc:
                     # The bytes are verified and in place: serve them. Unrecorded, the blob
                     # is an orphan the next read downloads again (and eviction may remove).
@@ -193,7 +204,9 @@ class Publisher:
             digest = hashers.hexdigest(algorithm)
             self.rt.blobs.publish(tmp, digest)
             published = True
-            self.record(self.new_record(item, hashers, digest, size))
+            rec = self.new_record(item, hashers, digest, size)
+            by = "md5 (manifest)" if item.checksum is not None else "md5 (our upload)"
+            self.record(msgspec.structs.replace(rec, verified_by=by))
             quota.after_publish(ticket, settings, digest, size)
         finally:
             with contextlib.suppress(FileNotFoundError):

@@ -105,6 +105,9 @@ class ItemRecord(msgspec.Struct, kw_only=True):
         last_verified: When the bytes were last verified (epoch seconds).
         pinned: Never evict.
         priority: Eviction priority (higher stays longer).
+        verified_by: What the download was verified against: ``md5 (manifest)``, a digest
+            the store stated (``md5 (etag)``, ``crc32c (store)``, ...) or ``size and version
+            only``; empty for records written before aiofolio recorded it.
     """
 
     name: str = ""
@@ -121,6 +124,7 @@ class ItemRecord(msgspec.Struct, kw_only=True):
     last_verified: float = 0.0
     pinned: bool = False
     priority: int = 0
+    verified_by: str = ""
 
 
 # --------------------------------------------------------------------------------------------
