@@ -432,9 +432,11 @@ def test_cache_status(remote: Remote, now: list[float]) -> None:
         "last_verified",
         "ttl_expires_in",
         "checksum_valid",
+        "verified_by",
         "access_count",
     }
     assert status["cached"] is False
+    assert status["verified_by"] is None
     assert status["cache_path"] is None
     assert status["access_count"] == 0
     assert status["ttl_expires_in"] == pytest.approx(TTL)
@@ -446,6 +448,7 @@ def test_cache_status(remote: Remote, now: list[float]) -> None:
     assert first["size_bytes"] == len(payload) == os.path.getsize(first["cache_path"])
     assert Path(first["cache_path"]).read_bytes() == payload
     assert first["checksum_valid"] is True
+    assert first["verified_by"] == "md5 (manifest)"  # aiofolio's writer records the MD5
     assert first["access_count"] == 1
     assert isinstance(first["cached_at"], str)
     assert first["cached_at"].endswith("Z")

@@ -286,6 +286,41 @@ async def fetch_into(
             if size_hint <= INLINE_MAX:
                 return await _land_small(reader, path, hashers)
             return await _land_stream(reader, path, hashers)
+    if journal is not None and journal.has_partial(url):
+        # A partial to resume: the size and token come from a stat, so no byte of a chunk
+        # that may already be on disk is fetched again.
+        stat = await backend.stat(url)
+        if size_hint is not None and stat.size != size_hint:
+            raise PreconditionFailedError(
+                f"{url} is {stat.size} bytes, the manifest says {size_hint}", url=url
+            )
+        if on_size is not None:
+            await on_size(stat.size)
+        if stat.size >= parallel_threshold and streams > 1:
+            return await _fetch_ranges(
+                backend,
+                url,
+                path,
+                hashers,
+                first=None,
+                info=RangeInfo(
+                    url=url,
+                    status=200,
+                    start=0,
+                    length=None,
+                    size=stat.size,
+                    is_whole=False,
+                    etag=stat.etag,
+                    token=stat.token,
+                    version=stat.version,
+                    md5=stat.md5,
+                    md5_source=stat.md5_source,
+                    crc32c=stat.crc32c,
+                ),
+                chunk=chunk_size,
+                streams=streams,
+                journal=journal,
+            )
     async with backend.open_range(url, 0, chunk_size, expected_size=size_hint) as first:
         total = first.info.size
         if first.is_whole or total is None or total <= chunk_size:
@@ -307,8 +342,7 @@ async def fetch_into(
             path,
             hashers,
             first=first,
-            size=total,
-            token=first.info.token,
+            info=first.info,
             chunk=chunk_size,
             streams=max(1, streams),
             journal=journal,
@@ -383,14 +417,18 @@ async def _fetch_ranges(
     path: str | os.PathLike[str],
     hashers: Hashers,
     *,
-    first: RangeReader,
-    size: int,
-    token: str | None,
+    first: RangeReader | None,
+    info: RangeInfo,
     chunk: int,
     streams: int,
     journal: Journal | None = None,
 ) -> Fetched:
-    info = first.info
+    """The ranged download of an object of ``info.size`` bytes pinned to ``info.token``.
+
+    ``first`` is the open answer for the first chunk (None: every chunk is requested here).
+    """
+    size, token = info.size, info.token
+    assert size is not None
     if journal is not None and info.md5 is not None and not journal.md5:
         journal.md5 = info.md5.lower()  # the store's digest verifies a resumed partial too
     done: dict[int, int] = {}
@@ -398,8 +436,9 @@ async def _fetch_ranges(
         done = await anyio.to_thread.run_sync(
             journal.start, url, token, size, chunk, os.fspath(path)
         )
-    if 0 in done:
+    if first is not None and 0 in done:
         await first.aclose()  # resumed: the first chunk is already on disk
+        first = None
     fd = os.open(path, os.O_RDWR | os.O_CREAT | (0 if done else os.O_TRUNC), 0o600)
     try:
         os.ftruncate(fd, size)
@@ -437,9 +476,9 @@ async def _fetch_ranges(
                 pieces = backend.iter_range(url, start, end, if_match=token, expected_size=size)
                 await land(start, end, pieces)
 
-        async def head() -> None:
+        async def head(reader: RangeReader) -> None:
             async with limit:
-                await land(0, min(size, chunk), trim_range(first, 0, min(size, chunk)))
+                await land(0, min(size, chunk), trim_range(reader, 0, min(size, chunk)))
 
         async def advance() -> None:
             # Hash the contiguous prefix (resumed chunks are read back from disk here too).
@@ -453,11 +492,11 @@ async def _fetch_ranges(
         # Not a task group: its ExceptionGroup would hide the error class callers act on
         # (PreconditionFailedError), and Python 3.10 has no except*.
         tasks = [asyncio.ensure_future(advance())]
-        if 0 not in done:
-            tasks.append(asyncio.ensure_future(head()))
+        if first is not None:
+            tasks.append(asyncio.ensure_future(head(first)))
         tasks += [
             asyncio.ensure_future(one(start, min(size, start + chunk)))
-            for start in range(chunk, size, chunk)
+            for start in range(0 if first is None else chunk, size, chunk)
             if start not in done
         ]
         try:

@@ -83,6 +83,10 @@ class Journal:
     written: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def has_partial(self, url: str) -> bool:
+        """Whether a sidecar for ``url`` is in the folder (one ``stat``; it may not match)."""
+        return os.path.exists(resume_sidecar(self.folder, url))
+
     def start(
         self, url: str, token: str | None, size: int, chunk: int, path: str
     ) -> dict[int, int]:
