@@ -907,6 +907,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             file=("advanced.hit_fast_path",),
         ),
     ] = True
+    allow_local_references: Annotated[
+        bool,
+        SettingRow(
+            spec=_bool_spec(),
+            help="Let a remote bundle's referenced tables point at local paths (``file://`` "
+            "or a bare path). Off: such a read raises ``LocalReferenceError``, so a bundle "
+            "from S3, GCS or HTTP cannot make this machine read its own files.",
+            env=("AIOFOLIO_ALLOW_LOCAL_REFERENCES",),
+            file=("advanced.allow_local_references",),
+        ),
+    ] = False
 
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:

@@ -8,6 +8,7 @@ working for code written against plain dicts and files::
     ├── ItemNotFoundError(KeyError)            no item of that name in the bundle
     ├── NotCachedError(FileNotFoundError)      offline, and the item is not in the cache
     ├── ReadOnlyError(PermissionError)         a write to a read-only folio or an http(s) bundle
+    ├── LocalReferenceError(PermissionError)   a remote bundle's reference points at a local path
     ├── UsageError(RuntimeError)               the API was called in a way that cannot work
     │   ├── InvalidArgumentError(ValueError)   an argument with a value that cannot work
     │   └── ArgumentTypeError(TypeError)       an argument of the wrong type, or an
@@ -58,6 +59,7 @@ __all__ = [
     "InvalidArgumentError",
     "ItemNotFoundError",
     "LargeFileWarning",
+    "LocalReferenceError",
     "ManifestError",
     "NotCachedError",
     "PreconditionFailedError",
@@ -93,6 +95,14 @@ class NotCachedError(AiofolioError, FileNotFoundError):
 
 class ReadOnlyError(AiofolioError, PermissionError):
     """A write was asked of a read-only folio or of a read-only (http) bundle."""
+
+
+class LocalReferenceError(AiofolioError, PermissionError):
+    """A remote bundle's referenced table points at a local path (``file://`` or a bare path).
+
+    Reading it would let a bundle on S3, GCS or HTTP make this machine read its own files;
+    open the folio with ``allow_local_references=True`` to allow it for bundles you trust.
+    """
 
 
 class UsageError(AiofolioError, RuntimeError):

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import logging
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,6 +51,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+log = logging.getLogger("aiofolio.cache")
 
 
 class Engine:
@@ -90,6 +93,7 @@ class Runtime(Folder):
         self.inflight: dict[str, asyncio.Future[Path]] = {}
         self.resume = Registry()
         self.warms: set[asyncio.Task[Any]] = set()
+        self._swept = -1e18
         self.parsed: OrderedDict[tuple[str, str], Manifest] = OrderedDict()
         """Parsed manifests by (bundle url, manifest MD5), most recent last: a folio opened
         again in this process reuses the parse (a 100,000-item manifest takes about a second
@@ -110,6 +114,20 @@ class Runtime(Folder):
             self.parsed.move_to_end((url, md5))
             while len(self.parsed) > _PARSED_MAX:
                 self.parsed.popitem(last=False)
+
+    def sweep_temps(self, *, min_interval: float = 5.0) -> None:
+        """Delete temp files of dead processes of this host (blocking; at most every few
+        seconds; never raises). Runs when a folio opens the cache and before downloads, so a
+        ``kill -9`` leaves its partial file only until the next process uses the cache; the
+        partial of a live resume journal is kept for its claimant."""
+        now = time.monotonic()
+        if now - self._swept < min_interval:
+            return
+        self._swept = now
+        try:
+            self.blobs.sweep_temps()
+        except Exception as exc:  # a sweep must never fail a read
+            log.debug("sweeping %s failed: %s", self.layout.tmp_dir, exc)
 
     # -- maintenance passes (blocking), keeping the quota's estimate true ------------------------
     def enforce(self, settings: Settings) -> evict.EvictionResult:

@@ -437,12 +437,14 @@ async def _fetch_ranges(
             journal.start, url, token, size, chunk, os.fspath(path)
         )
     if first is not None and 0 in done:
-        await first.aclose()  # resumed: the first chunk is already on disk
+        await first.aclose()  # resumed: the first chunk is (partly) on disk already
         first = None
+    full = {s: e for s, e in done.items() if e == min(size, s + chunk)}
+    resume_at = {s: e for s, e in done.items() if s not in full}  # a chunk's written prefix
     fd = os.open(path, os.O_RDWR | os.O_CREAT | (0 if done else os.O_TRUNC), 0o600)
     try:
         os.ftruncate(fd, size)
-        landed: dict[int, int] = dict(done)  # start -> end of chunks on disk, not yet hashed
+        landed: dict[int, int] = dict(full)  # start -> end of chunks on disk, not yet hashed
         if done:
             report_bytes(sum(end - start for start, end in done.items()))
         hashed = 0
@@ -458,12 +460,13 @@ async def _fetch_ranges(
                 hashers.update(data)
                 pos += len(data)
 
-        async def land(start: int, end: int, pieces: AsyncIterator[bytes]) -> None:
-            pos = start
+        async def land(start: int, end: int, pieces: AsyncIterator[bytes], pos: int) -> None:
             async for piece in pieces:
                 await anyio.to_thread.run_sync(os.pwrite, fd, piece, pos)
                 pos += len(piece)
                 report_bytes(len(piece))
+                if journal is not None and pos < end:
+                    await journal.progress(start, pos)
             if pos != end:
                 raise TransientError(f"range {start}-{end} of {url} ended at {pos}", url=url)
             if journal is not None:
@@ -473,12 +476,14 @@ async def _fetch_ranges(
 
         async def one(start: int, end: int) -> None:
             async with limit:
-                pieces = backend.iter_range(url, start, end, if_match=token, expected_size=size)
-                await land(start, end, pieces)
+                at = resume_at.get(start, start)
+                pieces = backend.iter_range(url, at, end, if_match=token, expected_size=size)
+                await land(start, end, pieces, at)
 
         async def head(reader: RangeReader) -> None:
             async with limit:
-                await land(0, min(size, chunk), trim_range(reader, 0, min(size, chunk)))
+                end = min(size, chunk)
+                await land(0, end, trim_range(reader, 0, end), 0)
 
         async def advance() -> None:
             # Hash the contiguous prefix (resumed chunks are read back from disk here too).
@@ -497,7 +502,7 @@ async def _fetch_ranges(
         tasks += [
             asyncio.ensure_future(one(start, min(size, start + chunk)))
             for start in range(0 if first is None else chunk, size, chunk)
-            if start not in done
+            if start not in full
         ]
         try:
             await asyncio.gather(*tasks)

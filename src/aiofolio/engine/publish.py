@@ -66,6 +66,8 @@ class Publisher:
         what = f"item {item.name!r} of {self.url}"
         quota = self.rt.quota
         ticket = await in_thread(quota.reserve, settings, item.size_bytes, what) if writes else None
+        if writes:
+            self.rt.sweep_temps()  # rate-limited: a few syscalls at most every 5 s
 
         def new_temp(attempt: int) -> Path:
             if writes:

@@ -29,7 +29,7 @@ from aiofolio.engine._runtime import Runtime, engine, in_thread
 from aiofolio.engine.blobs import BlobCache, chunking_of
 from aiofolio.engine.fetch import INLINE_MAX, download_verified
 from aiofolio.engine.warm import WarmJob, WarmListener
-from aiofolio.errors import IntegrityError
+from aiofolio.errors import IntegrityError, LocalReferenceError
 from aiofolio.policy.largefiles import human_size, should_cache
 
 if TYPE_CHECKING:
@@ -303,7 +303,7 @@ class ReadMixin:
     async def blob_path(self, item: Item) -> str:
         """The local path of the cached payload, for zero-copy readers (``get_path``)."""
         if item.is_reference and scheme_of(item.path or "") == "file":
-            return local_path(str(item.path))
+            return self.local_reference(item)
         if self.is_local and not item.is_reference:
             return os.path.join(self.url, *payload_path(item).split("/"))
         blobs = self.require_cache().blobs
@@ -407,12 +407,27 @@ class ReadMixin:
             path = await self.blob_path(item)  # evicted before it was protected: fetch again
         return path  # kept (not evicted by any process) while this session lives
 
+    def local_reference(self, item: Item) -> str:
+        """The local path a referenced table points at, if this bundle may point there.
+
+        Raises:
+            LocalReferenceError: the bundle is remote and ``allow_local_references`` is off.
+        """
+        where = local_path(str(item.path or ""))
+        if not self.is_local and not self.settings.allow_local_references:
+            raise LocalReferenceError(
+                f"the referenced table {item.name!r} of the remote bundle {self.url} points at "
+                f"the local path {where}; a remote bundle may not make this machine read its "
+                "own files. Open the folio with allow_local_references=True if you trust it."
+            )
+        return where
+
     async def _read_reference(
         self, item: Item, opts: Mapping[str, Any], *, force_cache: bool = False
     ) -> Any:
         target = item.path or ""
         if scheme_of(target) == "file":
-            where = local_path(target)
+            where = self.local_reference(item)
             return await in_thread(lambda: read_reference(item, lambda _p: where, **dict(opts)))
         backend = engine().pool.get(target, self.storage_options)
         blobs = self.blobs

@@ -3,8 +3,9 @@
 Owns: :class:`Journal`. A ranged download into the cache's temp folder records, in a sidecar
 ``resume-<sha256(url)[:32]>.json`` next to its data file, the URL's SHA-256 (not the URL, which
 may carry credentials), the object's version token, size, chunk size, expected MD5, the data file's
-name, the writer's pid and host, and the chunks whose ``pwrite`` returned (rewritten atomically
-after each chunk). A later download of the same URL (in this process or the next run, after a
+name, the writer's pid and host, and how far each chunk is on disk (whole chunks, and the
+written prefix of chunks in flight; rewritten atomically after each chunk and every
+:data:`PROGRESS_INTERVAL` seconds while bytes land). A later download of the same URL (in this process or the next run, after a
 crash or ``kill -9``) claims the partial by renaming the data file to its own unique name (if
 two processes race, one rename wins and the other starts fresh), trusts only the listed chunks
 and only when token, size, chunk size and MD5 all match a fresh answer of the store (otherwise
@@ -35,7 +36,17 @@ import anyio.to_thread
 
 from aiofolio.store._util import pid_alive, unique_name
 
-__all__ = ["RESUME_OWNER_MAX_AGE", "RESUME_VERSION", "Journal", "Registry", "resume_sidecar"]
+__all__ = [
+    "PROGRESS_INTERVAL",
+    "RESUME_OWNER_MAX_AGE",
+    "RESUME_VERSION",
+    "Journal",
+    "Registry",
+    "resume_sidecar",
+]
+
+PROGRESS_INTERVAL = 0.25
+"""Seconds between two rewrites of a sidecar for the progress inside chunks."""
 
 log = logging.getLogger("aiofolio.fetch")
 
@@ -82,6 +93,7 @@ class Journal:
     active: bool = False
     written: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _last_write: float = -1e18
 
     def has_partial(self, url: str) -> bool:
         """Whether a sidecar for ``url`` is in the folder (one ``stat``; it may not match)."""
@@ -194,15 +206,26 @@ class Journal:
                 and isinstance(end, int)
                 and 0 <= start < size
                 and start % chunk == 0
-                and end == min(size, start + chunk)
+                and start < end <= min(size, start + chunk)
             ):
-                done[start] = end
+                done[start] = end  # a whole chunk, or the prefix of one that was on disk
         return done
 
     async def mark(self, start: int, end: int) -> None:
         """Record that chunk ``[start, end)`` is on disk (its ``pwrite`` returned)."""
         if self.active:
             await anyio.to_thread.run_sync(self._write_now, start, end)
+
+    async def progress(self, start: int, pos: int) -> None:
+        """Record that the chunk at ``start`` is on disk up to ``pos`` (rewritten at most every
+        :data:`PROGRESS_INTERVAL` seconds), so a resume fetches only the rest of the chunk."""
+        if not self.active:
+            return
+        with self._lock:
+            self.done[start] = max(pos, self.done.get(start, start))
+            due = time.monotonic() - self._last_write >= PROGRESS_INTERVAL
+        if due:
+            await anyio.to_thread.run_sync(self._write_now)
 
     def _write_now(self, start: int = -1, end: int = -1) -> None:
         """Add a chunk (if given) and rewrite the sidecar atomically (best-effort)."""
@@ -211,7 +234,8 @@ class Journal:
                 return
             if start >= 0:
                 self.done[start] = end
-            meta = dict(self.meta, done=sorted([s, e] for s, e in self.done.items()))
+            self._last_write = time.monotonic()
+            meta = dict(self.meta, done=sorted([s, e] for s, e in self.done.items() if e > s))
             tmp = os.path.join(os.path.dirname(self.sidecar), unique_name(".resume.tmp"))
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -309,7 +309,7 @@ async def convert_to_included(session: BundleSession, name: str) -> dict[str, An
             if not location:
                 raise UsageError(f"referenced table {name!r} has no path")
             if scheme_of(location) == "file":
-                source = local_path(location)
+                source = session.local_reference(item)  # refused for a remote bundle
                 if item.checksum is not None:
                     md5, _ = await in_thread(md5_file, source)
                     if md5 != item.checksum:

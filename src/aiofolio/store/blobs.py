@@ -16,9 +16,11 @@ only ever holds a complete file.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
+import socket
 import stat
 import time
 from collections.abc import Iterator
@@ -30,9 +32,15 @@ from aiofolio.store._util import os_error, owner_pid, pid_alive, unique_name
 from aiofolio.store.hashing import FAST_ALGORITHM, Hashers, fast_hash_file
 from aiofolio.store.layout import CacheLayout
 
+HOST_TAG: Final = (
+    "h" + hashlib.sha1(socket.gethostname().encode(), usedforsecurity=False).hexdigest()[:8]
+)
+"""In the names of temp files: which host wrote them (pids mean something only there)."""
+
 __all__ = [
     "BLOB_MODE",
     "FAST_ALGORITHM",
+    "HOST_TAG",
     "BlobInfo",
     "BlobStore",
     "Hashers",
@@ -157,7 +165,7 @@ class BlobStore:
             tmp_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise os_error("create the temp folder", tmp_dir, exc) from exc
-        return tmp_dir / unique_name(suffix)
+        return tmp_dir / unique_name(f"-{HOST_TAG}{suffix}")
 
     def publish(self, tmp: str | os.PathLike[str], digest: str, *, fsync: bool = False) -> Path:
         """Move a verified temp file into the store as the blob ``digest``; return its path.
@@ -295,10 +303,12 @@ class BlobStore:
     def sweep_temps(self, max_age_s: float = 3600.0) -> int:
         """Delete temp files that crashed or vanished processes left in ``v1/tmp``.
 
-        A file is deleted when it was not modified for ``max_age_s`` and the pid in its name is
-        not a live process on this host (or the name has no pid), and in any case after 24 h
-        (a recycled pid, or a file of another host sharing the cache). A download in progress
-        writes continuously, so its mtime stays young.
+        A temp file of this host (its name carries :data:`HOST_TAG`) whose process is gone is
+        deleted whatever its age. Any other file is deleted when it was not modified for
+        ``max_age_s`` and the pid in its name is not a live process on this host (or the name
+        has no pid), and in any case after 24 h (a recycled pid, or a file of another host
+        sharing the cache). A download in progress writes continuously, so its mtime stays
+        young.
 
         Resumable partial downloads are the exception (see :mod:`aiofolio.engine.fetch`): a
         sidecar ``resume-<hex>.json`` younger than 24 h keeps itself and the data file it
@@ -334,14 +344,16 @@ class BlobStore:
             if age < hard_max and data in names:
                 resumable.add(entry.name)
                 resumable.add(data)
+        ours = f"-{HOST_TAG}."
         for entry, st in entries:
             if entry.name in resumable:
                 continue
             age = now - st.st_mtime
-            if age < max_age_s:
-                continue
             pid = owner_pid(entry.name)
-            if age < hard_max and pid is not None and pid_alive(pid):
+            if ours in entry.name and pid is not None:
+                if pid_alive(pid) and age < hard_max:
+                    continue  # a live download of this host
+            elif age < max_age_s or (age < hard_max and pid is not None and pid_alive(pid)):
                 continue
             try:
                 os.unlink(entry.path)
