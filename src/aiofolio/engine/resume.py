@@ -1,16 +1,18 @@
 """Resume journals of large downloads: finish an interrupted download in a later run.
 
 Owns: :class:`Journal`. A ranged download into the cache's temp folder records, in a sidecar
-``resume-<sha256(url)[:32]>.json`` next to its data file, the URL's SHA-256 (not the URL, which
-may carry credentials), the object's version token, size, chunk size, expected MD5, the data file's
-name, the writer's pid and host, and how far each chunk is on disk (whole chunks, and the
-written prefix of chunks in flight; rewritten atomically after each chunk and every
-:data:`PROGRESS_INTERVAL` seconds while bytes land). A later download of the same URL (in this process or the next run, after a
-crash or ``kill -9``) claims the partial by renaming the data file to its own unique name (if
-two processes race, one rename wins and the other starts fresh), trusts only the listed chunks
-and only when token, size, chunk size and MD5 all match a fresh answer of the store (otherwise
-the partial is deleted), and fetches only the missing chunks. The final verification covers
-every byte, so a damaged partial is never published.
+``resume-<sha256(url)[:32]>.json`` next to its data file, the URL's SHA-256 (not the URL,
+which may carry credentials), the object's version token, size, chunk size, expected MD5
+(the manifest's, else the store's; empty when neither states one), the data file's name, the
+writer's pid and host, and how far each chunk is on disk (whole chunks, and the written prefix
+of chunks in flight; rewritten atomically after each chunk and every
+:data:`PROGRESS_INTERVAL` seconds while bytes land). A later download of the same URL (in this
+process or the next run, after a crash or ``kill -9``) claims the partial by renaming the data
+file to its own unique name (if two processes race, one rename wins and the other starts
+fresh), trusts only the listed bytes and only when token, size, chunk size and MD5 all match a
+fresh answer of the store (otherwise the partial is deleted), and fetches only the rest. The
+final verification covers every byte (by MD5 when one is known), so a damaged partial is never
+published where a digest can tell.
 
 A sidecar whose writer may still be downloading (its pid is alive on this host, or it was
 written from another host, and it changed within the last hour) is left alone, and the new
