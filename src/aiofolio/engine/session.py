@@ -173,7 +173,7 @@ class BundleSession(ReadMixin, WriteMixin):
                 clock=self.clock or _wall_clock,
                 scratch_dir=engine().scratch_dir,
             )
-            rt.sweep_temps()  # partial files of this host's dead processes
+            rt.sweep_temps(min_interval=0.0)  # partial files of this host's dead processes
             manifests = ManifestCache(scope, self._parse)
             manifests.callbacks = self._callbacks  # shared: callbacks survive a fork reset
             self._caches = _Caches(rt, manifests, BlobCache(scope))
