@@ -25,6 +25,7 @@ from aiofolio._warm import WarmHandle, astart, start
 from aiofolio.config import configure, resolve_settings
 from aiofolio.engine._runtime import Runtime, drop_runtimes, runtime
 from aiofolio.engine.manifests import InvalidationCallback
+from aiofolio.engine.revalidate import DEFAULT_CONCURRENCY as DEFAULT_REFRESH_CONCURRENCY
 from aiofolio.engine.revalidate import RefreshOutcome, revalidate_references, revalidate_sessions
 from aiofolio.engine.warm import (
     WarmJob,
@@ -348,7 +349,9 @@ class CacheMethods:
             return await astart(job)
         return await _portal.acall(job.run)
 
-    def refresh_references(self, *, concurrency: int = 16) -> dict[str, RefreshOutcome]:
+    def refresh_references(
+        self, *, concurrency: int = DEFAULT_REFRESH_CONCURRENCY
+    ) -> dict[str, RefreshOutcome]:
         """Revalidate every cached remote referenced table now, whatever the TTL.
 
         One ``stat`` of each external object, ``concurrency`` at a time. An unchanged table
@@ -364,7 +367,9 @@ class CacheMethods:
         """
         return _portal.call(revalidate_references, self._session, _check_concurrency(concurrency))
 
-    async def arefresh_references(self, *, concurrency: int = 16) -> dict[str, RefreshOutcome]:
+    async def arefresh_references(
+        self, *, concurrency: int = DEFAULT_REFRESH_CONCURRENCY
+    ) -> dict[str, RefreshOutcome]:
         """Async twin of :meth:`refresh_references`."""
         return await _portal.acall(
             revalidate_references, self._session, _check_concurrency(concurrency)
@@ -372,7 +377,7 @@ class CacheMethods:
 
     @classmethod
     def refresh_all(
-        cls, folios: Iterable[DataFolio], *, concurrency: int = 16
+        cls, folios: Iterable[DataFolio], *, concurrency: int = DEFAULT_REFRESH_CONCURRENCY
     ) -> list[RefreshOutcome]:
         """Revalidate many folios at once: one conditional manifest request each.
 
@@ -389,7 +394,7 @@ class CacheMethods:
 
     @classmethod
     async def arefresh_all(
-        cls, folios: Iterable[DataFolio], *, concurrency: int = 16
+        cls, folios: Iterable[DataFolio], *, concurrency: int = DEFAULT_REFRESH_CONCURRENCY
     ) -> list[RefreshOutcome]:
         """Async twin of :meth:`refresh_all` (also ``aiofolio.arefresh_all``)."""
         return await _portal.acall(cls._refresh_all, list(folios), _check_concurrency(concurrency))

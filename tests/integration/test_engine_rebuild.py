@@ -240,3 +240,52 @@ def test_write_through_counts_into_the_quota_estimate(
     info: dict[str, Any] = DataFolio.cache_info(str(cache_dir))
     assert info["items"] == 1
     assert info["size_bytes"] == _blob_total(cache_dir) > 0
+
+
+# -- logging settings and the get_path fast path -------------------------------------------------
+def test_log_cache_hits_and_misses_write_one_line_each(
+    http_bundle: tuple[str, DataFolio], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, _ = http_bundle
+    loud = DataFolio(url, log_cache_hits=True, log_cache_misses=True)
+    with caplog.at_level(logging.INFO, logger="aiofolio.cache"):
+        loud.get("a1")  # a miss
+        loud.get("a1")  # a hit (the caller-thread fast path)
+        loud.get_path("a1")  # a hit through the engine
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiofolio.cache"]
+    assert [line.split(":")[0] for line in lines] == ["cache miss", "cache hit", "cache hit"]
+    assert all("'a1'" in line for line in lines)
+    caplog.clear()
+    quiet = DataFolio(url, log_cache_hits=False, log_cache_misses=False)
+    with caplog.at_level(logging.INFO, logger="aiofolio.cache"):
+        quiet.get("a2")
+        quiet.get("a2")
+    assert [r for r in caplog.records if r.name == "aiofolio.cache"] == []
+
+
+def test_a_repeated_get_path_hit_skips_the_engine(
+    http_bundle: tuple[str, DataFolio], http_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiofolio import _portal
+
+    url, writer = http_bundle
+    folio = DataFolio(url)
+    first = folio.get_path("a1")  # the miss, then handed out (kept from eviction)
+    hops: list[str] = []
+    real = _portal.call
+
+    def counting(fn: Any, *args: Any) -> Any:
+        hops.append(getattr(fn, "__name__", "?"))
+        return real(fn, *args)
+
+    monkeypatch.setattr(_portal, "call", counting)
+    before = http_server.stats.requests()
+    assert [folio.get_path("a1") for _ in range(5)] == [first] * 5
+    assert hops == []  # served in the caller's thread
+    assert http_server.stats.requests() == before
+    np.testing.assert_array_equal(np.load(first), ARRAYS["a1"])
+    off = DataFolio(url, hit_fast_path=False)
+    hops.clear()  # opening it took the engine
+    assert off.get_path("a1") == first
+    assert hops == ["get_path_named"]  # the switch sends it through the engine
+    assert _gets(http_server, writer, "a1") == 1

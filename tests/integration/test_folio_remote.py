@@ -67,9 +67,12 @@ class Store:
     listing: Callable[[], set[str]]
 
     def folio(self, **kwargs: Any) -> DataFolio:
+        # The bundles here reference tables in the test's own folder: trusted.
+        kwargs.setdefault("allow_local_references", True)
         return DataFolio(self.url, storage_options=self.options, **kwargs)
 
     async def afolio(self, **kwargs: Any) -> DataFolio:
+        kwargs.setdefault("allow_local_references", True)
         return await DataFolio.aopen(self.url, storage_options=self.options, **kwargs)
 
 
@@ -334,7 +337,7 @@ def test_http_bundle_reads_every_item_and_refuses_writes(
         http_server.put(f"/bundle/{rel}", data)
 
     url = f"{http_server.url}/bundle"
-    folio = DataFolio(url)
+    folio = DataFolio(url, allow_local_references=True)  # its reference is a local test file
     assert folio.read_only
     _read_everything(folio, expected)
     assert all(folio.validate().values())

@@ -197,6 +197,7 @@ def test_datafolio_written_bundle_reads_from_s3(
         f"s3://{s3_bucket}/from-datafolio",
         create=False,
         storage_options=moto_server.storage_options(),
+        allow_local_references=True,  # datafolio referenced a table in the test's folder
     )
     _reads_like_datafolio(ours, written)
 

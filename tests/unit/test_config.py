@@ -291,7 +291,7 @@ def test_settings_is_frozen() -> None:
 
 def test_setting_names_match_struct_fields() -> None:
     assert [f.name for f in msgspec.structs.fields(Settings)] == list(SETTING_NAMES)
-    assert len(SETTING_NAMES) == 30
+    assert len(SETTING_NAMES) == 31
     assert SETTING_NAMES[:3] == ("cache_enabled", "cache_dir", "cache_ttl")
 
 
@@ -446,6 +446,7 @@ ENV_CASES: list[tuple[str, str, str, object]] = [
     ("AIOFOLIO_LOG_CACHE_MISSES", "false", "log_cache_misses", False),
     ("AIOFOLIO_LOG_EVICTIONS", "false", "log_evictions", False),
     ("AIOFOLIO_HIT_FAST_PATH", "0", "hit_fast_path", False),
+    ("AIOFOLIO_ALLOW_LOCAL_REFERENCES", "yes", "allow_local_references", True),
 ]
 
 
@@ -648,6 +649,7 @@ FULL_FILE: dict[str, Any] = {
         "shared_cache_dir": None,
         "offline_mode": False,
         "hit_fast_path": False,
+        "allow_local_references": True,
     },
 }
 
@@ -681,6 +683,7 @@ FULL_FILE_EXPECTED: dict[str, object] = {
     "progress": False,
     "shared_cache_dir": None,
     "hit_fast_path": False,
+    "allow_local_references": True,
 }
 
 

@@ -40,7 +40,7 @@ __all__ = [
 log = logging.getLogger("aiofolio.revalidate")
 T = TypeVar("T")
 
-DEFAULT_CONCURRENCY = 16
+DEFAULT_CONCURRENCY = 64
 """Checks in flight at once: each is one small request, so more than a download fan-out."""
 
 RefreshStatus = Literal["changed", "unchanged", "uncached", "error"]
