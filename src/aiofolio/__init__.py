@@ -8,6 +8,13 @@ for the quickstart and docs/ARCHITECTURE.md for the architecture.
 
 from __future__ import annotations
 
+from aiofolio._version import __version__
+from aiofolio._warm import WarmHandle
+from aiofolio.bundle import Item
+from aiofolio.config import Settings
+from aiofolio.engine.manifests import InvalidationCallback
+from aiofolio.engine.revalidate import RefreshOutcome
+from aiofolio.engine.warm import WarmProgress, WarmResult
 from aiofolio.errors import (
     AiofolioError,
     AiofolioWarning,
@@ -24,6 +31,7 @@ from aiofolio.errors import (
     ItemNotFoundError,
     LargeFileWarning,
     ManifestError,
+    ManifestReadError,
     NotCachedError,
     PreconditionFailedError,
     ReadOnlyError,
@@ -38,15 +46,6 @@ from aiofolio.errors import (
     UnsupportedManifestVersionError,
     UsageError,
 )
-
-from aiofolio._version import __version__
-
-from aiofolio._warm import WarmHandle
-from aiofolio.bundle import Item
-from aiofolio.config import Settings
-from aiofolio.engine.manifests import InvalidationCallback
-from aiofolio.engine.revalidate import RefreshOutcome
-from aiofolio.engine.warm import WarmProgress, WarmResult
 from aiofolio.folio import DataFolio, MetadataDict  # imported after __version__, which it uses
 
 refresh_all = DataFolio.refresh_all
@@ -71,6 +70,7 @@ __all__ = [
     "ItemNotFoundError",
     "LargeFileWarning",
     "ManifestError",
+    "ManifestReadError",
     "MetadataDict",
     "NotCachedError",
     "PreconditionFailedError",

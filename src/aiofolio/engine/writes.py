@@ -42,6 +42,7 @@ from aiofolio.errors import (
     CacheFullError,
     ConcurrentWriteError,
     LargeFileWarning,
+    ManifestReadError,
     PreconditionFailedError,
     RemoteNotFoundError,
 )
@@ -102,7 +103,14 @@ class WriteMixin:
             try:
                 remote = await self.backend.read_range(url)
             except RemoteNotFoundError:
-                remote = b""
+                if created:
+                    remote = b""
+                else:
+                    raise ManifestReadError(
+                        f"{url} is gone (we had revision {plan.base_revision}); refusing to "
+                        "write over a manifest we cannot read. Nothing of this change was "
+                        "published: refresh() once the bundle is readable, and try again."
+                    ) from None
             if remote != body:
                 raise ConcurrentWriteError(
                     f"{self.url} changed since it was loaded (we had revision "
