@@ -8,6 +8,9 @@ for the quickstart and docs/ARCHITECTURE.md for the architecture.
 
 from __future__ import annotations
 
+from aiofolio._folio_reading import DataAccessor, ItemProxy
+from aiofolio._folio_snapshots import SnapshotAccessor, SnapshotView
+from aiofolio._search import find, list_folios, remove_alias, set_alias
 from aiofolio._version import __version__
 from aiofolio._warm import WarmHandle
 from aiofolio.bundle import Item
@@ -62,12 +65,14 @@ __all__ = [
     "ChecksumMismatchError",
     "ConcurrentWriteError",
     "ConfigError",
+    "DataAccessor",
     "DataFolio",
     "IntegrityError",
     "InvalidArgumentError",
     "InvalidationCallback",
     "Item",
     "ItemNotFoundError",
+    "ItemProxy",
     "LargeFileWarning",
     "ManifestError",
     "ManifestReadError",
@@ -82,6 +87,8 @@ __all__ = [
     "RemoteTimeoutError",
     "RemoteUpdateWarning",
     "Settings",
+    "SnapshotAccessor",
+    "SnapshotView",
     "StaleDataWarning",
     "ThrottledError",
     "TransientError",
@@ -92,5 +99,9 @@ __all__ = [
     "WarmResult",
     "__version__",
     "arefresh_all",
+    "find",
+    "list_folios",
     "refresh_all",
+    "remove_alias",
+    "set_alias",
 ]
