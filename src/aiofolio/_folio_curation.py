@@ -21,7 +21,7 @@ from aiofolio._calls import kw as _kw
 from aiofolio._folio_base import FolioBase
 from aiofolio._version import __version__
 from aiofolio.backends import join_url, scheme_of
-from aiofolio.bundle import ITEMS_FILE
+from aiofolio.bundle import ITEMS_FILE, Item
 from aiofolio.bundle import curation as cur
 from aiofolio.bundle import snapshots as snaps
 from aiofolio.engine.session import normalize_bundle_url
@@ -129,17 +129,22 @@ class CurationMethods(FolioBase):
         return cur.mutable_references(self._view())
 
     # -- lineage -------------------------------------------------------------------------------
+    def _lineage_items(self) -> dict[str, Item]:
+        """The items lineage is about: the current ones, or a snapshot view's."""
+        manifest = self._view()
+        return {n: self._item_in(manifest, n) for n in self._names(manifest=manifest)}
+
     def get_inputs(self, item_name: str) -> list[str]:
         """The items ``item_name`` was derived from (``ItemNotFoundError`` if none such)."""
-        return cur.inputs_of(self._view(), item_name)
+        return cur.inputs_of(self._lineage_items(), item_name)
 
     def get_dependents(self, item_name: str) -> list[str]:
         """The items that list ``item_name`` among their inputs."""
-        return cur.dependents_of(self._view(), item_name)
+        return cur.dependents_of(self._lineage_items(), item_name)
 
     def get_lineage_graph(self) -> dict[str, list[str]]:
         """Every item's inputs, by name."""
-        return cur.lineage_graph(self._view())
+        return cur.lineage_graph(self._lineage_items())
 
     # -- tables ------------------------------------------------------------------------------------
     def import_table(

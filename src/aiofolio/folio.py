@@ -737,7 +737,7 @@ class DataFolio(
         for one in [name] if isinstance(name, str) else list(name):
             if one not in manifest:
                 continue
-            users = [n for n in dependents_of(manifest, one) if n != one]
+            users = [n for n in dependents_of(manifest.current_items(), one) if n != one]
             if users:
                 warnings.warn(
                     f"Deleting {one!r} which is used by: {', '.join(users)}. Those items may "

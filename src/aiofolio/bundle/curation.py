@@ -167,20 +167,28 @@ def plan_update_item(
 # -- lineage -------------------------------------------------------------------------------------
 
 
-def inputs_of(manifest: Manifest, name: str) -> list[str]:
-    """The recorded inputs of item ``name`` (``ItemNotFoundError`` if there is none)."""
-    return list(manifest.current(name).inputs)
+def _require(items: Mapping[str, Item], name: str) -> Item:
+    item = items.get(name)
+    if item is None:
+        raise ItemNotFoundError(f"Item {name!r} not found in DataFolio")
+    return item
 
 
-def dependents_of(manifest: Manifest, name: str) -> list[str]:
-    """The current items that list ``name`` among their inputs."""
-    manifest.current(name)
-    return [n for n, item in manifest.current_items().items() if name in item.inputs]
+def inputs_of(items: Mapping[str, Item], name: str) -> list[str]:
+    """The recorded inputs of item ``name`` among ``items`` (by name: the current items, or
+    a snapshot's); ``ItemNotFoundError`` if there is none."""
+    return list(_require(items, name).inputs)
 
 
-def lineage_graph(manifest: Manifest) -> dict[str, list[str]]:
-    """Every current item's inputs, by name."""
-    return {n: list(item.inputs) for n, item in manifest.current_items().items()}
+def dependents_of(items: Mapping[str, Item], name: str) -> list[str]:
+    """The items among ``items`` that list ``name`` among their inputs."""
+    _require(items, name)
+    return [n for n, item in items.items() if name in item.inputs]
+
+
+def lineage_graph(items: Mapping[str, Item]) -> dict[str, list[str]]:
+    """Every item's inputs, by name."""
+    return {n: list(item.inputs) for n, item in items.items()}
 
 
 def follow_lineage(manifest: Manifest, names: Iterable[str]) -> list[str]:
