@@ -79,7 +79,8 @@ def test_data_accessor_like_datafolio(pair: tuple[DataFolio, Any]) -> None:
     empty = DataFolio(Path(ours.path).parent / "empty")
     assert repr(empty.data) == "DataAccessor(no items)"
     ours.delete("j")
-    assert repr(proxy_j := ItemProxy(ours, "j")) == "ItemProxy('j', missing)"
+    proxy_j = ItemProxy(ours, "j")
+    assert repr(proxy_j) == "ItemProxy('j', missing)"
     with pytest.raises(KeyError, match="deleted"):
         _ = proxy_j.type
 
@@ -255,11 +256,16 @@ def test_batch_exception_publishes_nothing(tmp_path: Path) -> None:
     folio.add("base", 0)
     before = (root / "items.json").read_bytes()
     files = sorted(p.name for p in (root / "artifacts").iterdir())
-    with pytest.raises(ValueError, match="boom"), folio.batch():
-        folio.add("x", 1)
-        folio.add("base", 5, overwrite=True)
-        folio.delete("base")
-        raise ValueError("boom")
+
+    def failing_batch() -> None:
+        with folio.batch():
+            folio.add("x", 1)
+            folio.add("base", 5, overwrite=True)
+            folio.delete("base")
+            raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        failing_batch()
     assert (root / "items.json").read_bytes() == before
     assert sorted(p.name for p in (root / "artifacts").iterdir()) == files  # no orphan
     assert sorted(folio) == ["base"]
@@ -271,9 +277,14 @@ def test_batch_loses_to_a_concurrent_writer_as_a_whole(tmp_path: Path) -> None:
     root = tmp_path / "b"
     folio = DataFolio(root)
     other = DataFolio(root)
-    with pytest.raises(ConcurrentWriteError), folio.batch():
-        folio.add("mine", 1)
-        other.add("theirs", 2)
+
+    def racing_batch() -> None:
+        with folio.batch():
+            folio.add("mine", 1)
+            other.add("theirs", 2)
+
+    with pytest.raises(ConcurrentWriteError):
+        racing_batch()
     names = json.loads((root / "items.json").read_text())["items"]
     assert [i["name"] for i in names] == ["theirs"]
     assert sorted(p.name for p in (root / "artifacts").iterdir()) == ["theirs--r2.json"]
