@@ -121,10 +121,29 @@ class DisplayMethods(FolioBase):
             text = self._describe(
                 manifest, pattern, show_empty, max_metadata_fields, include_archived, show_paths
             )
+        text = self._header(manifest) + text
         if return_string:
             return text
         print(text)
         return None
+
+    def _header(self, manifest: Manifest) -> str:
+        """datafolio's prefix: a snapshot view's name and record, then ``[READ-ONLY MODE]``
+        (joined to the text without a line break of its own, as datafolio does)."""
+        lines: list[str] = []
+        if self._snapshot is not None:
+            record = manifest.snapshot(self._snapshot)
+            lines.append(f"Snapshot: {self._snapshot}")
+            if record.get("timestamp"):
+                lines.append(f"Created: {record['timestamp']}")
+            if record.get("description"):
+                lines.append(f"Description: {record['description']}")
+            if record.get("tags"):
+                lines.append(f"Tags: {', '.join(record['tags'])}")
+            lines.append("")
+        if self._session.read_only or self._snapshot is not None:
+            lines += ["[READ-ONLY MODE]", ""]
+        return "\n".join(lines)
 
     # -- the bundle ----------------------------------------------------------------------------
     def _describe(
