@@ -25,6 +25,7 @@ from aiofolio.errors import CacheLockTimeout, InvalidArgumentError, ItemNotFound
 
 __all__ = [
     "aliases",
+    "check_alias",
     "get_alias",
     "normalize_folio_path",
     "recent",
@@ -141,6 +142,16 @@ def set_alias(alias: str, path: str | os.PathLike[str], overwrite: bool = False)
 
     result: str = _edit(change)
     return result
+
+
+def check_alias(alias: str, path: str | os.PathLike[str]) -> None:
+    """Raise :class:`InvalidArgumentError` if ``alias`` points to a folio other than ``path``."""
+    current = aliases().get(alias)
+    target = normalize_folio_path(path)
+    if current is not None and current != target:
+        raise InvalidArgumentError(
+            f"Alias {alias!r} already points to {current}. Pass overwrite=True to rebind it."
+        )
 
 
 def get_alias(alias: str) -> str:

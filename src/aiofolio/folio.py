@@ -351,8 +351,10 @@ class DataFolio(
             if alias is None:
                 raise InvalidArgumentError("DataFolio requires a path or an alias.")
             return _registry.get_alias(alias)
-        if alias is not None:
-            _registry.validate_alias(alias)  # a bad alias fails before anything is created
+        if alias is not None:  # a bad or taken alias fails before anything is created
+            _registry.validate_alias(alias)
+            if not overwrite_alias:
+                _registry.check_alias(alias, path)
         return path
 
     def _register(
