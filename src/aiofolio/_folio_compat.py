@@ -2,8 +2,9 @@
 
 Owns :class:`CompatMethods` (a mixin): ``add_table``, ``add_numpy``, ``add_json``,
 ``add_timestamp``, ``add_data``, ``add_artifact``, the ``get_*`` readers and
-``get_table_path``/``get_artifact_path``, each a thin alias of the 2.x method it became
-(``add``, ``add_file``, ``get``, ``item_path``). No logic of its own.
+``get_table_path``/``get_artifact_path``, ``add_sklearn``/``get_sklearn``, each a thin alias
+of the 2.x method it became (``add``, ``add_file``, ``add_model``, ``get``, ``get_model``,
+``item_path``). No logic of its own.
 """
 
 from __future__ import annotations
@@ -53,6 +54,48 @@ class CompatMethods(FolioBase):
         async def aget(self, name: str, **kw: Any) -> Any: ...
 
         def item_path(self, name: str) -> str: ...
+
+        def add_model(
+            self,
+            name: str,
+            model: Any,
+            *,
+            description: str | None = None,
+            inputs: list[str] | None = None,
+            overwrite: bool = False,
+            custom: bool = False,
+        ) -> Self: ...
+
+        async def aadd_model(
+            self,
+            name: str,
+            model: Any,
+            *,
+            description: str | None = None,
+            inputs: list[str] | None = None,
+            overwrite: bool = False,
+            custom: bool = False,
+        ) -> Self: ...
+
+        def get_model(self, name: str, trusted: bool = False) -> Any: ...
+
+        async def aget_model(self, name: str, trusted: bool = False) -> Any: ...
+
+    def add_sklearn(self, name: str, model: Any, **kw: Any) -> Self:
+        """1.x name of :meth:`add_model` (scikit-learn estimators)."""
+        return self.add_model(name, model, **kw)
+
+    async def aadd_sklearn(self, name: str, model: Any, **kw: Any) -> Self:
+        """Async twin of :meth:`add_sklearn`."""
+        return await self.aadd_model(name, model, **kw)
+
+    def get_sklearn(self, name: str, trusted: bool = False) -> Any:
+        """1.x name of :meth:`get_model`."""
+        return self.get_model(name, trusted=trusted)
+
+    async def aget_sklearn(self, name: str, trusted: bool = False) -> Any:
+        """Async twin of :meth:`get_sklearn`."""
+        return await self.aget_model(name, trusted=trusted)
 
     def add_table(self, name: str, df: Any, **kw: Any) -> Self:
         """1.x name of :meth:`add` for tables."""

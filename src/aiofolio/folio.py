@@ -34,12 +34,16 @@ from aiofolio._folio_curation import CurationMethods
 from aiofolio._folio_display import DisplayMethods
 from aiofolio._folio_reading import ReadingMethods
 from aiofolio._folio_snapshots import SnapshotMethods
+from aiofolio._seed_compat import large_file_policy
 from aiofolio.backends import scheme_of
+from aiofolio.bundle import Item, detect_item_type
 from aiofolio.bundle.curation import dependents_of
 from aiofolio.config import UNSET, apply_logging, resolve_settings
 from aiofolio.engine._runtime import aclose_engine
 from aiofolio.engine.session import BundleSession, normalize_bundle_url
-from aiofolio.errors import ArgumentTypeError, InvalidArgumentError
+from aiofolio.engine.storage import convert_to_reference
+from aiofolio.errors import ArgumentTypeError, InvalidArgumentError, LargeFileWarning, UsageError
+from aiofolio.policy.largefiles import human_size, is_large
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -485,11 +489,49 @@ class DataFolio(
         self._after_write()
 
     # -- writing ---------------------------------------------------------------------------------
-    async def _add(self, name: str, obj: Any, item_type: str | None, **kw: Any) -> Self:
+    async def _add(
+        self,
+        name: str,
+        obj: Any,
+        item_type: str | None,
+        *,
+        force_include: bool = False,
+        as_reference: bool = False,
+        **kw: Any,
+    ) -> Self:
         self._writable(f"add {name!r}")
-        await self._session.add(name, obj, item_type=item_type, **kw)
+        if force_include and as_reference:
+            raise InvalidArgumentError("pass force_include=True or as_reference=True, not both")
+        if as_reference:
+            kind = item_type or detect_item_type(obj)
+            if kind != "included_table":
+                raise ArgumentTypeError(f"as_reference=True needs a table; {name!r} is {kind}")
+            if self._session.staging:
+                raise UsageError("as_reference=True cannot run inside a batch() block")
+        policy = large_file_policy()
+        by_policy = policy.default_action == "reference" and not (force_include or as_reference)
+        quiet = as_reference or by_policy or not policy.warn_on_include  # the engine's warning
+        item = await self._session.add(name, obj, item_type=item_type, warn_large=not quiet, **kw)
+        if by_policy and self._large_table(item) and not self._session.staging:
+            as_reference = True
+            warnings.warn(
+                LargeFileWarning(
+                    f"{name!r} is {human_size(item.size_bytes or 0)}, above the large-file "
+                    f"threshold ({human_size(self.settings.large_file_threshold)}): stored as "
+                    f"a REFERENCE to its payload. To include it, use add({name!r}, ..., "
+                    "force_include=True)"
+                ),
+                stacklevel=4,
+            )
+        if as_reference:  # the seed's: the payload stays where it is, the bundle links it
+            await convert_to_reference(self._session, name, None)
         self._after_write()
         return self
+
+    def _large_table(self, item: Item) -> bool:
+        return item.item_type == "included_table" and is_large(
+            item.size_bytes, self.settings.large_file_threshold
+        )
 
     def add(
         self,
@@ -499,12 +541,18 @@ class DataFolio(
         description: str | None = None,
         inputs: list[str] | None = None,
         overwrite: bool = False,
+        force_include: bool = False,
+        as_reference: bool = False,
         **type_opts: Any,
     ) -> Self:
         """Store ``obj`` as item ``name``; its type picks the format.
 
         DataFrame/Series → Parquet table; ndarray → ``.npy``; dict, list or scalar → JSON;
         timezone-aware datetime → timestamp; scikit-learn estimator → model.
+
+        The caching seed's options: ``as_reference=True`` stores a table as a reference to
+        its payload; ``force_include=True`` keeps a large table included when
+        ``configure_large_file_policy(default_action="reference")`` would reference it.
 
         Raises:
             TypeError: an unsupported type (the message lists the supported ones).
@@ -520,6 +568,8 @@ class DataFolio(
                 description=description,
                 inputs=inputs,
                 overwrite=overwrite,
+                force_include=force_include,
+                as_reference=as_reference,
                 opts=type_opts,
             )
         )
@@ -532,6 +582,8 @@ class DataFolio(
         description: str | None = None,
         inputs: list[str] | None = None,
         overwrite: bool = False,
+        force_include: bool = False,
+        as_reference: bool = False,
         **type_opts: Any,
     ) -> Self:
         """Async twin of :meth:`add`."""
@@ -544,6 +596,8 @@ class DataFolio(
                 description=description,
                 inputs=inputs,
                 overwrite=overwrite,
+                force_include=force_include,
+                as_reference=as_reference,
                 opts=type_opts,
             )
         )

@@ -29,6 +29,7 @@ from aiofolio._calls import hybrid
 NO_IO = {
     "compare_snapshots",
     "configure_cache",
+    "configure_large_file_policy",
     "describe",
     "diff_from_snapshot",
     "get_dependents",
@@ -78,7 +79,7 @@ async def main(folio: DataFolio) -> None:
     await folio.apin_cache(3)  # E
     await folio.aset_cache_priority("a")  # E
     await folio.arefresh_item(1)  # E
-    await folio.acache_status()  # E
+    await folio.acache_status(1)  # E
     await folio.ainvalidate_cache(1)  # E
     await DataFolio.aclear_all_caches(1)  # E
     await folio.aclear_cache(True)  # E

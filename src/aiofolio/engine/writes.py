@@ -197,8 +197,10 @@ class WriteMixin(EditMixin):
         inputs: Sequence[str] | None = None,
         overwrite: bool = False,
         opts: Mapping[str, Any] | None = None,
+        warn_large: bool = True,
     ) -> Item:
-        """Serialize ``obj`` and commit it as item ``name``."""
+        """Serialize ``obj`` and commit it as item ``name`` (``warn_large=False``: no
+        ``LargeFileWarning``, the caller decides about large items)."""
         options = dict(opts or {})
         return await self.add_written(
             name,
@@ -206,6 +208,7 @@ class WriteMixin(EditMixin):
             description=description,
             inputs=inputs,
             overwrite=overwrite,
+            warn_large=warn_large,
         )
 
     async def import_table(
@@ -239,6 +242,7 @@ class WriteMixin(EditMixin):
         description: str | None = None,
         inputs: Sequence[str] | None = None,
         overwrite: bool = False,
+        warn_large: bool = True,
     ) -> Item:
         """Commit the payload ``write(tmp)`` writes to a scratch file as item ``name``.
 
@@ -268,7 +272,8 @@ class WriteMixin(EditMixin):
                     ),
                     tmp,
                 )
-            self._warn_if_large(plan, owned_before)
+            if warn_large:
+                self._warn_if_large(plan, owned_before)
             if not self.staging:  # a batch's payloads are not cached before they publish
                 await self._write_through(plan, tmp)
         finally:
