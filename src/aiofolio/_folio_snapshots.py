@@ -236,8 +236,16 @@ class SnapshotMethods(FolioBase):
         return view
 
     @classmethod
-    def load_snapshot(cls, bundle_dir: str | os.PathLike[str], snapshot: str) -> DataFolio:
-        """Open the bundle at ``bundle_dir`` read-only, as ``snapshot`` pinned it.
+    def load_snapshot(
+        cls,
+        bundle_dir: str | os.PathLike[str],
+        snapshot: str,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        **settings: Any,
+    ) -> DataFolio:
+        """Open the bundle at ``bundle_dir`` read-only, as ``snapshot`` pinned it
+        (``storage_options`` and settings as for the constructor).
 
         Raises:
             RemoteNotFoundError: no bundle there.
@@ -245,14 +253,34 @@ class SnapshotMethods(FolioBase):
         """
         from aiofolio.folio import DataFolio
 
-        return DataFolio(bundle_dir, read_only=True, create=False).get_snapshot(snapshot)
+        folio = DataFolio(
+            bundle_dir,
+            read_only=True,
+            create=False,
+            storage_options=storage_options,
+            **settings,
+        )
+        return folio.get_snapshot(snapshot)
 
     @classmethod
-    async def aload_snapshot(cls, bundle_dir: str | os.PathLike[str], snapshot: str) -> DataFolio:
+    async def aload_snapshot(
+        cls,
+        bundle_dir: str | os.PathLike[str],
+        snapshot: str,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        **settings: Any,
+    ) -> DataFolio:
         """Async twin of :meth:`load_snapshot`."""
         from aiofolio.folio import DataFolio
 
-        folio = await DataFolio.aopen(bundle_dir, read_only=True, create=False)
+        folio = await DataFolio.aopen(
+            bundle_dir,
+            read_only=True,
+            create=False,
+            storage_options=storage_options,
+            **settings,
+        )
         return folio.get_snapshot(snapshot)
 
     def export_snapshot(

@@ -96,3 +96,18 @@ def test_a_vanished_manifest_is_a_manifest_read_error(tmp_path: Path) -> None:
 def test_datafolio_names_are_exported() -> None:
     assert aiofolio.ManifestReadError is ManifestReadError
     assert issubclass(aiofolio.UnsupportedManifestVersionError, RuntimeError)
+
+
+def test_a_garbled_manifest_is_a_manifest_read_error(tmp_path: Path) -> None:
+    root = tmp_path / "b"
+    folio = DataFolio(root)
+    folio.add("a", 1)
+    (root / "items.json").write_bytes(b"{not json")
+    with pytest.raises(ManifestReadError, match="readable"):
+        folio.add("b", 2)
+    assert (root / "items.json").read_bytes() == b"{not json"
+    assert [p.name for p in (root / "artifacts").iterdir()] == ["a--r2.json"]
+    (root / "items.json").write_text("[]")  # a valid (legacy) manifest: a lost race
+    with pytest.raises(ConcurrentWriteError) as info:
+        folio.add("c", 3)
+    assert not isinstance(info.value, ManifestReadError)

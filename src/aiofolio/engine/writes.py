@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -59,6 +60,14 @@ __all__ = ["WriteMixin"]
 log = logging.getLogger("aiofolio.session")
 _MANIFEST_CACHE_CONTROL = "no-cache"
 _MAX_NAME_CLASHES = 5
+
+
+def _parses(data: bytes) -> bool:
+    """Whether ``data`` is a JSON manifest of some schema (a dict or a legacy list)."""
+    try:
+        return isinstance(json.loads(data), (dict, list))
+    except ValueError:
+        return False
 
 
 class WriteMixin(EditMixin):
@@ -114,6 +123,12 @@ class WriteMixin(EditMixin):
                         "write over a manifest we cannot read. Nothing of this change was "
                         "published: refresh() once the bundle is readable, and try again."
                     ) from None
+            if remote != body and not _parses(remote):
+                raise ManifestReadError(
+                    f"{url} is no longer a readable manifest (we had revision "
+                    f"{plan.base_revision}); refusing to write over it. Nothing of this change "
+                    "was published: refresh() once the bundle is readable, and try again."
+                )
             if remote != body:
                 raise ConcurrentWriteError(
                     f"{self.url} changed since it was loaded (we had revision "
