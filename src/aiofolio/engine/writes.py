@@ -128,7 +128,7 @@ class WriteMixin(EditMixin):
                     f"{url} is no longer a readable manifest (we had revision "
                     f"{plan.base_revision}); refusing to write over it. Nothing of this change "
                     "was published: refresh() once the bundle is readable, and try again."
-                )
+                ) from None
             if remote != body:
                 raise ConcurrentWriteError(
                     f"{self.url} changed since it was loaded (we had revision "
