@@ -92,15 +92,20 @@ def test_create_snapshot_record_and_listings_match_datafolio(
     ours, theirs = pair
     root = Path(ours.path)
     record = _manifest(root)["snapshots"]["s1"]
-    assert list(record) == [
-        "name",
-        "timestamp",
-        "item_versions",
-        "metadata_snapshot",
-        "tags",
-        "description",
-    ]
-    assert record["item_versions"] == {"a": "a--r2", "t": "t--r3"}
+    their_record = _manifest(Path(theirs.path))["snapshots"]["s1"]
+    assert list(record) == list(their_record)  # datafolio's on-disk record, key for key
+    assert record["item_versions"] == their_record["item_versions"] == {"a": "a--r2", "t": "t--r3"}
+    assert record["metadata_snapshot"].keys() == their_record["metadata_snapshot"].keys()
+    assert _versions(root) == _versions(Path(theirs.path))  # the kept versions too
+    # aiofolio also records size_bytes of every payload (datafolio only of tables)
+    ours_items = {
+        (i["name"], i["version_id"]): set(i) - {"size_bytes"} for i in _manifest(root)["items"]
+    }
+    their_items = {
+        (i["name"], i["version_id"]): set(i) - {"size_bytes"}
+        for i in _manifest(Path(theirs.path))["items"]
+    }
+    assert ours_items == their_items
     assert record["tags"] == ["x", "y"]
     assert _strip(ours.list_snapshots()) == _strip(theirs.list_snapshots())
     assert [r["name"] for r in ours.list_snapshots()] == ["s2", "s1"]  # newest first
