@@ -8,6 +8,9 @@ for the quickstart and docs/ARCHITECTURE.md for the architecture.
 
 from __future__ import annotations
 
+from aiofolio._folio_reading import DataAccessor, ItemProxy
+from aiofolio._folio_snapshots import SnapshotAccessor, SnapshotView
+from aiofolio._search import find, list_folios, remove_alias, set_alias
 from aiofolio._version import __version__
 from aiofolio._warm import WarmHandle
 from aiofolio.bundle import Item
@@ -33,6 +36,7 @@ from aiofolio.errors import (
     LargeFileWarning,
     LocalReferenceError,
     ManifestError,
+    ManifestReadError,
     NotCachedError,
     PreconditionFailedError,
     ReadOnlyError,
@@ -64,15 +68,18 @@ __all__ = [
     "ConcurrentWriteError",
     "ConfigError",
     "ContentEncodingError",
+    "DataAccessor",
     "DataFolio",
     "IntegrityError",
     "InvalidArgumentError",
     "InvalidationCallback",
     "Item",
     "ItemNotFoundError",
+    "ItemProxy",
     "LargeFileWarning",
     "LocalReferenceError",
     "ManifestError",
+    "ManifestReadError",
     "MetadataDict",
     "NotCachedError",
     "PreconditionFailedError",
@@ -84,6 +91,8 @@ __all__ = [
     "RemoteTimeoutError",
     "RemoteUpdateWarning",
     "Settings",
+    "SnapshotAccessor",
+    "SnapshotView",
     "StaleDataWarning",
     "ThrottledError",
     "TransientError",
@@ -94,5 +103,9 @@ __all__ = [
     "WarmResult",
     "__version__",
     "arefresh_all",
+    "find",
+    "list_folios",
     "refresh_all",
+    "remove_alias",
+    "set_alias",
 ]

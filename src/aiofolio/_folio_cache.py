@@ -21,6 +21,7 @@ from aiofolio._calls import hybrid as _hybrid
 from aiofolio._calls import kw as _kw
 from aiofolio._calls import threaded as _threaded
 from aiofolio._progress import WarmBar, wants_progress
+from aiofolio._seed_compat import seed_spellings, set_large_file_policy, with_item_name
 from aiofolio._warm import WarmHandle, astart, start
 from aiofolio.config import configure, resolve_settings
 from aiofolio.engine._runtime import Runtime, drop_runtimes, runtime
@@ -83,29 +84,39 @@ class CacheMethods:
         async def arefresh(self) -> Self: ...
 
     # -- the cache ---------------------------------------------------------------------------
-    def cache_status(self, name: str) -> dict[str, Any]:
+    def cache_status(self, name: str | None = None) -> dict[str, Any]:
         """Whether ``name`` is cached, where, how big, since when, and whether it verifies.
 
         Keys: ``cached``, ``cache_path``, ``size_bytes``, ``cached_at``, ``last_verified``,
         ``ttl_expires_in``, ``checksum_valid``, ``verified_by`` (what the download was checked
         against: ``"md5 (manifest)"``, ``"md5 (etag)"``, ``"crc32c (store)"``, ``"size and
-        version only"``...), ``access_count``.
+        version only"``...), ``access_count``. Without a name, that dict for every current
+        item, by name.
         """
         return _portal.call(self._cache_status, name)
 
-    async def acache_status(self, name: str) -> dict[str, Any]:
+    async def acache_status(self, name: str | None = None) -> dict[str, Any]:
         """Async twin of :meth:`cache_status`."""
         return await _portal.acall(self._cache_status, name)
 
-    async def _cache_status(self, name: str) -> dict[str, Any]:
-        return await self._session.cache_status(self._item(name))
+    async def _cache_status(self, name: str | None) -> dict[str, Any]:
+        if name is not None:
+            return await self._session.cache_status(self._item(name))
+        manifest = self._manifest
+        out: dict[str, Any] = {}
+        for one in manifest.names():
+            out[one] = await self._session.cache_status(self._item_in(manifest, one))
+        return out
 
     @_hybrid
     def cache_stats(self_or_cls: Any, cache_dir: str | None = None) -> dict[str, Any]:
-        """Cache counters: hits, misses, remote checks, bytes downloaded and served, hit rate.
+        """Cache counters: hits, misses, remote checks, bytes downloaded and served, hit rate
+        (``hit_rate``, and the seed's ``cache_hit_rate``).
 
         On a folio, the figures of its bundle; on the class (``DataFolio.cache_stats()``), of
-        the whole cache. They add up across processes that share the cache folder.
+        the whole cache, with the seed's keys too: ``cache_dir``, ``total_size`` (bytes),
+        ``total_bundles``, ``total_items``, ``oldest_access``, ``max_size`` (bytes, None when
+        unlimited) and ``percent_used``. They add up across processes sharing the folder.
         """
         return _portal.call(_threaded(CacheMethods._stats_of, self_or_cls, cache_dir))
 
@@ -122,6 +133,19 @@ class CacheMethods:
             totals = runtime(cache_dir or resolve_settings().settings.cache_dir).stats.totals(None)
         out: dict[str, Any] = dict(totals)
         out["hit_rate"] = hit_rate(totals.get("hits", 0), totals.get("misses", 0))
+        out["cache_hit_rate"] = out["hit_rate"]  # the seed's name
+        if isinstance(self_or_cls, type):
+            # The seed's whole-cache keys, from the cache folder's summary.
+            info = CacheMethods._info(self_or_cls, cache_dir)
+            out.update(
+                cache_dir=info["path"],
+                total_size=info["size_bytes"],
+                total_bundles=info["bundles"],
+                total_items=info["items"],
+                oldest_access=info["oldest_access"],
+                max_size=info["limit_bytes"],
+                percent_used=info["usage_percent"],
+            )
         return out
 
     def refresh_item(self, name: str, force: bool = True) -> Self:
@@ -140,12 +164,17 @@ class CacheMethods:
         self._after_write()
         return self
 
-    def refresh_cache(self) -> Self:
-        """Revalidate the whole bundle now (one conditional request)."""
+    def refresh_cache(self, name: str | None = None) -> Self:
+        """Revalidate the whole bundle now (one conditional request); with ``name``, also
+        fetch that item again if it changed (``refresh_item(name, force=True)``)."""
+        if name is not None:
+            return self.refresh_item(name, force=True)
         return self.refresh()
 
-    async def arefresh_cache(self) -> Self:
+    async def arefresh_cache(self, name: str | None = None) -> Self:
         """Async twin of :meth:`refresh_cache`."""
+        if name is not None:
+            return await self.arefresh_item(name, force=True)
         return await self.arefresh()
 
     def invalidate_cache(self, name: str | None = None) -> Self:
@@ -163,12 +192,17 @@ class CacheMethods:
         await self._session.invalidate(name)
         return self
 
-    def clear_cache(self) -> Self:
-        """Forget this bundle's cached manifest and items."""
+    def clear_cache(self, name: str | None = None) -> Self:
+        """Forget this bundle's cached manifest and items; with ``name``, only that item's
+        cached copy (``invalidate_cache(name)``)."""
+        if name is not None:
+            return self.invalidate_cache(name)
         return _portal.call(self._clear_cache)
 
-    async def aclear_cache(self) -> Self:
+    async def aclear_cache(self, name: str | None = None) -> Self:
         """Async twin of :meth:`clear_cache`."""
+        if name is not None:
+            return await self.ainvalidate_cache(name)
         return await _portal.acall(self._clear_cache)
 
     async def _clear_cache(self) -> Self:
@@ -203,19 +237,55 @@ class CacheMethods:
     def configure_cache(cls, **settings: Any) -> None:
         """Process-wide cache settings, below constructor arguments and above the environment.
 
-        Accepts any setting name (``cache_ttl="30m"``, ``max_cache_size="50GB"``, ...); a
-        bad name or value raises :class:`~aiofolio.errors.ConfigError`. Folios opened after
-        the call use them.
+        Accepts any setting name (``cache_ttl="30m"``, ``max_cache_size="50GB"``, ...) and the
+        seed's spellings: ``enabled`` (``cache_enabled``), ``default_ttl`` (``cache_ttl``),
+        ``stale_warning`` (False silences :class:`~aiofolio.StaleDataWarning`) and
+        ``shared_cache_priority`` (only ``"fallback"``; shared caches are not supported). A bad
+        name or value raises :class:`~aiofolio.errors.ConfigError`. Folios opened after the
+        call use them.
         """
-        configure(**settings)
+        configure(**seed_spellings(settings))
+
+    @classmethod
+    def configure_large_file_policy(
+        cls,
+        size_threshold: int | str | None = None,
+        default_action: str | None = None,
+        warn_on_include: bool | None = None,
+        cache_large_files: bool | None = None,
+    ) -> None:
+        """The seed's large-file policy, process-wide.
+
+        ``size_threshold`` is ``large_file_threshold`` and ``cache_large_files`` the setting
+        of that name (both through :meth:`configure_cache`). ``default_action="reference"``
+        stores a table that ``add`` makes at or above the threshold as a reference to its
+        payload (:meth:`convert_to_reference`; ``add(..., force_include=True)`` keeps it
+        included); ``"include"`` (the default) keeps it. ``warn_on_include`` warns
+        (:class:`~aiofolio.LargeFileWarning`) when a large table is included anyway. Arguments
+        left None keep their current value.
+
+        Raises:
+            InvalidArgumentError: an unknown ``default_action``.
+            ConfigError: a bad size.
+        """
+        changes: dict[str, Any] = {}
+        if size_threshold is not None:
+            changes["large_file_threshold"] = size_threshold
+        if cache_large_files is not None:
+            changes["cache_large_files"] = cache_large_files
+        set_large_file_policy(default_action=default_action, warn_on_include=warn_on_include)
+        if changes:
+            configure(**changes)
 
     def on_cache_invalidation(self, callback: InvalidationCallback) -> InvalidationCallback:
         """Call ``callback(old_info, new_info)`` when a remote change drops a cached item.
 
-        It runs on aiofolio's event-loop thread: keep it short, and use async methods
-        (``await folio.aget(...)``) inside it, not sync ones. Usable as a decorator.
+        A callback of three positional parameters gets the seed's form,
+        ``callback(item_name, old_info, new_info)``. It runs on aiofolio's event-loop thread:
+        keep it short, and use async methods (``await folio.aget(...)``) inside it, not sync
+        ones. Usable as a decorator (the callback is returned unchanged).
         """
-        self._session.add_invalidation_callback(callback)
+        self._session.add_invalidation_callback(with_item_name(callback))
         return callback
 
     # -- warm_cache, refresh_all and progress ------------------------------------------------

@@ -7,7 +7,8 @@ working for code written against plain dicts and files::
     AiofolioError(Exception)
     ├── ItemNotFoundError(KeyError)            no item of that name in the bundle
     ├── NotCachedError(FileNotFoundError)      offline, and the item is not in the cache
-    ├── ReadOnlyError(PermissionError)         a write to a read-only folio or an http(s) bundle
+    ├── ReadOnlyError(PermissionError, RuntimeError)
+    │                                          a write to a read-only folio or an http(s) bundle
     ├── LocalReferenceError(PermissionError)   a remote bundle's reference points at a local path
     ├── UsageError(RuntimeError)               the API was called in a way that cannot work
     │   ├── InvalidArgumentError(ValueError)   an argument with a value that cannot work
@@ -24,8 +25,9 @@ working for code written against plain dicts and files::
     ├── IntegrityError                         bytes that do not verify
     │   └── ChecksumMismatchError
     ├── ManifestError                          a manifest that cannot be used
-    │   ├── UnsupportedManifestVersionError    written by a newer format than we read
-    │   └── ConcurrentWriteError               another writer published first
+    │   ├── UnsupportedManifestVersionError(RuntimeError)  a newer format than we read
+    │   └── ConcurrentWriteError(RuntimeError) another writer published first
+    │       └── ManifestReadError              items.json unreadable when a write needs it
     ├── CacheError                             the local cache failed
     │   ├── CacheFullError                     the size limit or the disk is full
     │   ├── CacheLockTimeout(TimeoutError)
@@ -39,6 +41,10 @@ working for code written against plain dicts and files::
 
 Third-party exceptions (botocore, aiohttp, gcsfs, fsspec, tenacity) are translated at the
 backend boundary with ``raise ... from exc``; none escapes to the caller.
+
+The classes datafolio 2.3.0 raises under the same names (``ConcurrentWriteError``,
+``ManifestReadError``, ``UnsupportedManifestVersionError``, and its read-only ``RuntimeError``)
+keep datafolio's builtin base, so ``except RuntimeError`` written for datafolio still works.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ __all__ = [
     "LargeFileWarning",
     "LocalReferenceError",
     "ManifestError",
+    "ManifestReadError",
     "NotCachedError",
     "PreconditionFailedError",
     "ReadOnlyError",
@@ -93,8 +100,11 @@ class NotCachedError(AiofolioError, FileNotFoundError):
     """Offline mode, and the item is not in the cache."""
 
 
-class ReadOnlyError(AiofolioError, PermissionError):
-    """A write was asked of a read-only folio or of a read-only (http) bundle."""
+class ReadOnlyError(AiofolioError, PermissionError, RuntimeError):
+    """A write was asked of a read-only folio or of a read-only (http) bundle.
+
+    A :class:`RuntimeError`, as datafolio raises for these, and a :class:`PermissionError`.
+    """
 
 
 class LocalReferenceError(AiofolioError, PermissionError):
@@ -201,12 +211,21 @@ class ManifestError(AiofolioError):
     """A bundle manifest that cannot be used: corrupt JSON, a hostile path, a bad field."""
 
 
-class UnsupportedManifestVersionError(ManifestError):
+class UnsupportedManifestVersionError(ManifestError, RuntimeError):
     """The manifest's ``schema_version`` is newer than this aiofolio can read."""
 
 
-class ConcurrentWriteError(ManifestError):
+class ConcurrentWriteError(ManifestError, RuntimeError):
     """Another writer published the bundle first; nothing of ours was half-published."""
+
+
+class ManifestReadError(ConcurrentWriteError):
+    """``items.json`` could not be read and verified when a write needed it.
+
+    Writing over a manifest we cannot read could lose another writer's work, so the write is
+    refused; :meth:`~aiofolio.DataFolio.refresh` once it is readable, then retry. A subclass of
+    :class:`ConcurrentWriteError` (as in datafolio), so retry handlers catch it too.
+    """
 
 
 class CacheError(AiofolioError):

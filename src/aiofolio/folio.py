@@ -1,8 +1,13 @@
 """``DataFolio``: the public object, with datafolio's sync methods and their async twins.
 
-Owns: argument handling, the datafolio 2.x method surface and the 1.x aliases; the cache
-methods (status, warming, limits, large files) come from the mixin in
-:mod:`aiofolio._folio_cache`. Every sync method runs a coroutine of
+Owns: construction (datafolio 2.3.0's parameters: aliases, ``use_https``, half-created
+folders), the bundle ``metadata`` (:class:`MetadataDict`) and the writes of items (``add``,
+``add_model``, ``add_file``, ``reference_table``, ``delete``). The rest of the surface comes
+from mixins over :class:`~aiofolio._folio_base.FolioBase`: reads, ``data``, ``pinned`` and
+``batch`` (:mod:`aiofolio._folio_reading`), snapshots (:mod:`aiofolio._folio_snapshots`),
+curation and lineage (:mod:`aiofolio._folio_curation`), the 1.x names
+(:mod:`aiofolio._folio_compat`) and the cache methods (:mod:`aiofolio._folio_cache`).
+Every sync method runs a coroutine of
 :class:`~aiofolio.engine.session.BundleSession` on the engine thread through
 :mod:`aiofolio._portal`; every async twin (``aget``, ``aadd``, ...) awaits the same coroutine
 from the caller's loop (both through one private coroutine method, ``_add``, ``_delete``,
@@ -12,39 +17,99 @@ from the caller's loop (both through one private coroutine method, ``_add``, ``_
 from __future__ import annotations
 
 import copy
-import fnmatch
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from aiofolio import _portal
+from aiofolio import _portal, _registry
 from aiofolio._calls import kw as _kw
+from aiofolio._folio_base import FolioBase
 from aiofolio._folio_cache import CacheMethods
-from aiofolio._progress import DownloadWatch
-from aiofolio.bundle import REFERENCE_ITEM_TYPE, Item, Manifest, payload_path
-from aiofolio.config import UNSET, Settings, apply_logging, resolve_settings
+from aiofolio._folio_compat import CompatMethods
+from aiofolio._folio_curation import CurationMethods
+from aiofolio._folio_display import DisplayMethods
+from aiofolio._folio_reading import ReadingMethods
+from aiofolio._folio_snapshots import SnapshotMethods
+from aiofolio._seed_compat import large_file_policy
+from aiofolio.backends import scheme_of
+from aiofolio.bundle import Item, detect_item_type
+from aiofolio.bundle.curation import dependents_of
+from aiofolio.config import UNSET, apply_logging, resolve_settings
 from aiofolio.engine._runtime import aclose_engine
-from aiofolio.engine.session import MISS, BundleSession, normalize_bundle_url
-from aiofolio.errors import ArgumentTypeError, InvalidArgumentError, ReadOnlyError
+from aiofolio.engine.session import BundleSession, normalize_bundle_url
+from aiofolio.engine.storage import convert_to_reference
+from aiofolio.errors import ArgumentTypeError, InvalidArgumentError, LargeFileWarning, UsageError
+from aiofolio.policy.largefiles import human_size, is_large
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["DataFolio", "MetadataDict"]
 
-T = TypeVar("T")
-
-_CONTENT_KEYS = {
-    "referenced_table": "referenced_tables",
-    "included_table": "included_tables",
-    "numpy_array": "numpy_arrays",
-    "json_data": "json_data",
-    "timestamp": "timestamps",
-    "model": "models",
-    "artifact": "artifacts",
-}
+_STANDARD_DIRS = frozenset({"tables", "models", "artifacts"})
+_DERIVED_FILES = frozenset({"README.md", "CONTENTS.md", "items.json.lock"})
 
 
 _portal.add_shutdown_callback(aclose_engine)  # network clients close with the loop
+
+
+def is_half_created(root: Path) -> bool:
+    """A folder a crashed creation left: only empty ``tables/``, ``models/``, ``artifacts/``
+    (and derived files), no manifest. Opening it initialises the bundle."""
+    try:
+        for child in root.iterdir():
+            if child.name in _STANDARD_DIRS and child.is_dir():
+                if any(child.iterdir()):
+                    return False
+            elif child.name not in _DERIVED_FILES:
+                return False
+    except OSError:
+        return False
+    return True
+
+
+def https_url(url: str, storage_options: Mapping[str, Any] | None) -> str:
+    """The plain HTTPS URL of an ``s3://`` or ``gs://`` bundle (``use_https=True``).
+
+    An ``endpoint_url`` in ``storage_options`` gives a path-style URL on that endpoint.
+    """
+    scheme = scheme_of(url)
+    if scheme not in ("s3", "gs"):
+        return url
+    parts = urlsplit(url)
+    bucket, prefix = parts.netloc, parts.path.lstrip("/")
+    endpoint = (storage_options or {}).get("endpoint_url")
+    if endpoint is None:
+        client = (storage_options or {}).get("client_kwargs") or {}
+        endpoint = client.get("endpoint_url") if isinstance(client, Mapping) else None
+    if endpoint:
+        return f"{str(endpoint).rstrip('/')}/{bucket}/{prefix}".rstrip("/")
+    if scheme == "gs":
+        return f"https://storage.googleapis.com/{bucket}/{prefix}".rstrip("/")
+    return f"https://{bucket}.s3.amazonaws.com/{prefix}".rstrip("/")
+
+
+def _reference_opts(
+    num_rows: int | None,
+    version: int | None,
+    allow_full_load: bool,
+    polars_only: bool | None,
+    is_directory: bool | None,
+) -> dict[str, Any]:
+    opts: dict[str, Any] = {"allow_full_load": allow_full_load}
+    if num_rows is not None:
+        opts["num_rows"] = num_rows
+    if version is not None:
+        opts["version"] = version
+    if polars_only is not None:
+        opts["polars_only"] = polars_only
+    if is_directory is not None:
+        opts["is_directory"] = is_directory
+    return opts
 
 
 class MetadataDict(dict[str, Any]):
@@ -162,23 +227,39 @@ def _settings_layer(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if v is not UNSET}
 
 
-class DataFolio(CacheMethods):
+class DataFolio(
+    SnapshotMethods,
+    CurationMethods,
+    DisplayMethods,
+    ReadingMethods,
+    CompatMethods,
+    CacheMethods,
+    FolioBase,
+):
     """A DataFolio bundle on S3, GCS, HTTP(S) or local disk.
 
-    Method names and parameters follow the ``datafolio`` package (2.x, plus the 1.x names).
+    Method names and parameters follow the ``datafolio`` package (2.3.0, plus the 1.x names).
     Every I/O method has an async twin with an ``a`` prefix (``get``/``aget``, ...).
 
     Args:
         path: the bundle: ``s3://bucket/prefix``, ``gs://bucket/prefix``, ``https://...``
-            (read-only), ``file://...`` or a local path.
+            (read-only), ``file://...`` or a local path. May be omitted when ``alias`` names a
+            registered folio.
         metadata: metadata for a NEW bundle (ignored when opening an existing one; edit
             ``folio.metadata`` instead).
         random_suffix: append a random suffix to the bundle name when creating it.
         read_only: refuse every write.
         allow_existing: allow creating a bundle in an existing, non-empty local folder.
+        use_https: read an ``s3://`` or ``gs://`` bundle over plain HTTPS (public buckets;
+            read-only). With ``storage_options={"endpoint_url": ...}`` the URL is path-style
+            on that endpoint.
         max_eager_bytes: tables bigger than this (by recorded ``size_bytes``) refuse a full
             ``get`` unless ``columns=`` is given (:class:`~aiofolio.InvalidArgumentError`); ``None``
             disables the guard.
+        alias: a name in the per-user folio registry datafolio keeps (``~/.datafolio``,
+            ``$DATAFOLIO_HOME``). Without ``path``, opens the folio registered under it; with
+            ``path``, registers the folio under it after opening.
+        overwrite_alias: with ``path`` and ``alias``, rebind an alias that points elsewhere.
         create: create the bundle if it does not exist (else raise).
         storage_options: passed to s3fs/gcsfs (or aiohttp for HTTP) as pandas and fsspec pass
             them.
@@ -192,27 +273,34 @@ class DataFolio(CacheMethods):
         ReadOnlyError: on writes, for read-only folios and HTTP bundles.
         ArgumentTypeError: ``path`` is not a str or path (also a ``TypeError``).
         InvalidArgumentError: ``path`` is a file, or a non-empty folder that is not a bundle
-            and ``allow_existing`` is false (also a ``ValueError``).
+            and ``allow_existing`` is false, or neither ``path`` nor ``alias`` is given, or the
+            alias points elsewhere (also a ``ValueError``).
+        ItemNotFoundError: ``alias`` without ``path`` is not registered (a ``KeyError``).
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
         random_suffix: bool = False,
         read_only: bool = False,
         allow_existing: bool = False,
+        use_https: bool = False,
         max_eager_bytes: int | None = 500 * 1024 * 1024,
+        alias: str | None = None,
+        overwrite_alias: bool = False,
         create: bool = True,
         *,
         storage_options: Mapping[str, Any] | None = None,
         clock: Callable[[], float] | None = None,
         **settings: Any,
     ) -> None:
+        target = self._target(path, alias, overwrite_alias)
         self._init_state(
-            path,
+            target,
             read_only=read_only,
             random_suffix=random_suffix,
+            use_https=use_https,
             max_eager_bytes=max_eager_bytes,
             storage_options=storage_options,
             settings=settings,
@@ -220,16 +308,20 @@ class DataFolio(CacheMethods):
         )
         self._check_local_folder(allow_existing=allow_existing, create=create)
         _portal.call(self._open, create, metadata)
+        self._register(path, alias, overwrite_alias)
 
     @classmethod
     async def aopen(
         cls,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
         random_suffix: bool = False,
         read_only: bool = False,
         allow_existing: bool = False,
+        use_https: bool = False,
         max_eager_bytes: int | None = 500 * 1024 * 1024,
+        alias: str | None = None,
+        overwrite_alias: bool = False,
         create: bool = True,
         *,
         storage_options: Mapping[str, Any] | None = None,
@@ -238,10 +330,12 @@ class DataFolio(CacheMethods):
     ) -> DataFolio:
         """Open (or create) a bundle without blocking the caller's event loop."""
         self = cls.__new__(cls)
+        target = self._target(path, alias, overwrite_alias)
         self._init_state(
-            path,
+            target,
             read_only=read_only,
             random_suffix=random_suffix,
+            use_https=use_https,
             max_eager_bytes=max_eager_bytes,
             storage_options=storage_options,
             settings=settings,
@@ -249,11 +343,35 @@ class DataFolio(CacheMethods):
         )
         self._check_local_folder(allow_existing=allow_existing, create=create)
         await _portal.acall(self._open, create, metadata)
+        self._register(path, alias, overwrite_alias)
         return self
+
+    @staticmethod
+    def _target(
+        path: str | os.PathLike[str] | None, alias: str | None, overwrite_alias: bool
+    ) -> str | os.PathLike[str]:
+        """The bundle to open: ``path``, or the folio registered as ``alias``."""
+        if path is None:
+            if alias is None:
+                raise InvalidArgumentError("DataFolio requires a path or an alias.")
+            return _registry.get_alias(alias)
+        if alias is not None:  # a bad or taken alias fails before anything is created
+            _registry.validate_alias(alias)
+            if not overwrite_alias:
+                _registry.check_alias(alias, path)
+        return path
+
+    def _register(
+        self, path: str | os.PathLike[str] | None, alias: str | None, overwrite_alias: bool
+    ) -> None:
+        if path is not None and alias is not None:
+            _registry.set_alias(alias, self.path, overwrite=overwrite_alias)
 
     async def _open(self, create: bool, metadata: Mapping[str, Any] | None) -> None:
         self._created = await self._session.open(create=create, metadata=metadata)
-        self._metadata = MetadataDict(self, self._manifest.metadata)
+        self._metadata = MetadataDict(self, self._metadata_source())
+        if self._created:
+            await self._session.write_docs(readme=True)
 
     def _init_state(
         self,
@@ -264,6 +382,7 @@ class DataFolio(CacheMethods):
         max_eager_bytes: int | None,
         storage_options: Mapping[str, Any] | None,
         settings: Mapping[str, Any],
+        use_https: bool = False,
         session: BundleSession | None = None,
         snapshot: str | None = None,
         clock: Callable[[], float] | None = None,
@@ -275,6 +394,8 @@ class DataFolio(CacheMethods):
         url = normalize_bundle_url(path)
         if random_suffix:
             url = f"{url}-{secrets.token_hex(3)}"
+        if use_https:
+            url = https_url(url, storage_options)
         self._resolved = resolve_settings(constructor=_settings_layer(settings))
         apply_logging(self._resolved)  # log_level, when it is set anywhere but the default
         self._max_eager_bytes = max_eager_bytes
@@ -296,8 +417,8 @@ class DataFolio(CacheMethods):
         if (
             root.is_dir()
             and not (root / "items.json").exists()
-            and any(root.iterdir())
             and not allow_existing
+            and not is_half_created(root)
         ):
             raise InvalidArgumentError(
                 f"{root} exists, is not empty and is not a DataFolio bundle; pass "
@@ -305,10 +426,6 @@ class DataFolio(CacheMethods):
             )
 
     # -- basic properties ------------------------------------------------------------------
-    @property
-    def _manifest(self) -> Manifest:
-        return self._session.require_manifest()
-
     @property
     def path(self) -> str:
         """The bundle's location (an absolute path for local bundles)."""
@@ -320,63 +437,46 @@ class DataFolio(CacheMethods):
         return self._session.read_only or self._snapshot is not None
 
     @property
-    def settings(self) -> Settings:
-        """The resolved settings of this folio."""
-        return self._resolved.settings
-
-    @property
     def revision(self) -> int:
         """The manifest revision as last loaded."""
-        return self._manifest.revision
+        return self._view().revision
 
     @property
     def metadata(self) -> MetadataDict:
-        """The bundle metadata; setting a key commits it."""
+        """The bundle metadata (a snapshot view's: the snapshot's); setting a key commits it."""
+        self._follow()
         return self._metadata
 
     @metadata.setter
     def metadata(self, value: Mapping[str, Any]) -> None:
         if value is self._metadata:  # ``folio.metadata |= {...}`` already committed
             return
+        self._writable("change metadata")
         current = set(self._manifest.metadata)
         self._commit_metadata(dict(value), [k for k in current if k not in value])
 
     def __repr__(self) -> str:
-        view = f", snapshot={self._snapshot!r}" if self._snapshot else ""
-        return f"DataFolio({self.path!r}, items={len(self._names())}{view})"
+        manifest = self._manifest
+        text = (
+            f"DataFolio(bundle_dir={self.path!r}, items={len(self._names(manifest=manifest))}, "
+            f"snapshots={len(manifest.snapshots)})"
+        )
+        if self.read_only:
+            text += " [READ-ONLY]"
+        if self._snapshot is not None:
+            text += f" [snapshot: {self._snapshot}]"
+        return text
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in self._names()
+        return isinstance(name, str) and name in self._names(manifest=self._view())
 
     def __len__(self) -> int:
-        return len(self._names())
+        return len(self._names(manifest=self._view()))
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._names())
+        return iter(self._names(manifest=self._view()))
 
     # -- plumbing --------------------------------------------------------------------------
-    def _names(self, include_archived: bool = True) -> list[str]:
-        if self._snapshot is not None:
-            return list(self._manifest.snapshot_items(self._snapshot))
-        return self._manifest.names(include_archived=include_archived)
-
-    def _item(self, name: str) -> Item:
-        return self._item_in(self._manifest, name)
-
-    def _item_in(self, manifest: Manifest, name: str) -> Item:
-        if self._snapshot is not None:
-            return manifest.resolve_snapshot(self._snapshot, name)
-        return manifest.current(name)
-
-    def _writable(self, what: str) -> None:
-        if self._snapshot is not None:
-            raise ReadOnlyError(
-                f"snapshot view {self._snapshot!r} of {self.path} is read-only: cannot {what}"
-            )
-
-    def _after_write(self) -> None:
-        self._metadata._refill(self._manifest.metadata)
-
     def _commit_metadata(self, changes: dict[str, Any], remove: list[str]) -> None:
         _portal.call(self._set_metadata, changes, remove)
 
@@ -388,279 +488,50 @@ class DataFolio(CacheMethods):
         await self._session.set_metadata(changes, remove)
         self._after_write()
 
-    def _check_eager(self, item: Item, opts: Mapping[str, Any]) -> None:
-        limit = self._max_eager_bytes
-        if limit is None or item.item_type != "included_table" or opts.get("columns"):
-            return
-        size = item.size_bytes
-        if size is not None and size > limit and not item.get("allow_full_load", False):
-            raise InvalidArgumentError(
-                f"table {item.name!r} is {size:,} bytes, above max_eager_bytes={limit:,}; "
-                "read some columns with get(name, columns=[...]) or open the folio with "
-                "max_eager_bytes=None"
-            )
-
-    # -- reading ---------------------------------------------------------------------------
-    def get(self, name: str, *, force_cache: bool = False, **opts: Any) -> Any:
-        """The item ``name`` as its natural object.
-
-        Tables come back as pandas DataFrames (``columns=`` reads some columns,
-        ``frame="polars"``/``"arrow"`` other frames), arrays as ndarrays (``mmap_mode=``
-        for a memory map of a local payload), JSON as dicts/lists/scalars, timestamps as
-        UTC datetimes, models as loaded objects, artifacts as a local file path.
-
-        For a cached bundle the manifest is revalidated when the TTL has passed (one
-        conditional request); ``use_stale=True`` serves the cached copy without asking.
-
-        With ``cache_large_files=False``, an item at or above ``large_file_threshold`` is
-        downloaded (verified) to a private scratch file, read and deleted, never cached;
-        ``force_cache=True`` caches it anyway.
-
-        Raises:
-            ItemNotFoundError: no such item (the message suggests close names).
-            NotCachedError: offline, and the item is not cached.
-        """
-        value = self._fast_hit(name, opts)
-        if value is not MISS:
-            return value
-        if force_cache:
-            opts["force_cache"] = True
-        return _portal.call(self._read_one(name, opts))
-
-    async def aget(self, name: str, *, force_cache: bool = False, **opts: Any) -> Any:
-        """Async twin of :meth:`get`."""
-        value = self._fast_hit(name, opts)
-        if value is not MISS:
-            return value
-        if force_cache:
-            opts["force_cache"] = True
-        return await _portal.acall(self._read_one(name, opts))
-
-    def _fast_hit(self, name: str, opts: dict[str, Any]) -> Any:
-        """A small cached item read in the caller's thread (no hop to the engine), or MISS.
-
-        Saves the engine round trip on a hit within the TTL; see
-        :meth:`~aiofolio.engine.session.BundleSession.read_hit_now` for when it applies.
-        The ``hit_fast_path`` setting (``False``) turns it off.
-        """
-        if not self.settings.hit_fast_path or _portal.in_engine_thread():
-            return MISS
-        return self._session.read_hit_now(
-            name, opts, snapshot=self._snapshot, check=self._check_eager
-        )
-
-    def _read_one(self, name: str, opts: dict[str, Any]) -> Callable[[], Awaitable[Any]]:
-        """The engine coroutine of ``get`` (the session reads; the facade draws the bar)."""
-        return _kw(
-            self._session.read_one,
-            name,
-            opts,
-            snapshot=self._snapshot,
-            check=self._check_eager,
-            watch=DownloadWatch(self.settings.progress),  # a bar for large downloads
-        )
-
-    def get_many(self, names: Iterable[str], **opts: Any) -> dict[str, Any]:
-        """Several items at once, read concurrently; a dict by name."""
-        return _portal.call(self._read_many(list(names), opts))
-
-    async def aget_many(self, names: Iterable[str], **opts: Any) -> dict[str, Any]:
-        """Async twin of :meth:`get_many`."""
-        return await _portal.acall(self._read_many(list(names), opts))
-
-    def _read_many(
-        self, names: Sequence[str], opts: Mapping[str, Any]
-    ) -> Callable[[], Awaitable[dict[str, Any]]]:
-        return _kw(
-            self._session.read_many,
-            list(names),
-            dict(opts),
-            snapshot=self._snapshot,
-            check=self._check_eager,
-        )
-
-    def get_path(self, name: str) -> str:
-        """The local path of the item's payload, cached first if needed.
-
-        For zero-copy readers: ``pyarrow.memory_map``, ``np.load(path, mmap_mode="r")``. The
-        file is read-only; do not modify it. For local bundles it is the payload itself.
-        """
-        path = self._fast_path(name)
-        if path is not None:
-            return path
-        return _portal.call(_kw(self._session.get_path_named, name, snapshot=self._snapshot))
-
-    async def aget_path(self, name: str) -> str:
-        """Async twin of :meth:`get_path`."""
-        path = self._fast_path(name)
-        if path is not None:
-            return path
-        return await _portal.acall(_kw(self._session.get_path_named, name, snapshot=self._snapshot))
-
-    def _fast_path(self, name: str) -> str | None:
-        """``get_path``'s hit in the caller's thread (a path this folio already handed out)."""
-        if not self.settings.hit_fast_path or _portal.in_engine_thread():
-            return None
-        return self._session.path_hit_now(name, snapshot=self._snapshot)
-
-    def get_model(self, name: str, trusted: bool = False) -> Any:
-        """A model item, loaded (``trusted=True`` lets skops load unknown types)."""
-        return self.get(name, trusted=trusted)
-
-    async def aget_model(self, name: str, trusted: bool = False) -> Any:
-        """Async twin of :meth:`get_model`."""
-        return await self.aget(name, trusted=trusted)
-
-    def item_path(self, name: str) -> str:
-        """The full location of an item's payload (the external path for a reference)."""
-        item = self._item(name)
-        if item.item_type == REFERENCE_ITEM_TYPE:
-            return str(item.path)
-        relative = payload_path(item)
-        if self._session.is_local:
-            return os.path.join(self.path, *relative.split("/"))
-        return self._session.object_url(relative)
-
-    def item_info(self, name: str) -> dict[str, Any]:
-        """A copy of the item's manifest entry."""
-        return copy.deepcopy(self._item(name).to_dict())
-
-    def list_contents(self, include_archived: bool = False) -> dict[str, list[str]]:
-        """Item names grouped by kind, as datafolio returns them."""
-        out: dict[str, list[str]] = {key: [] for key in _CONTENT_KEYS.values()}
-        for name in self._names(include_archived=include_archived):
-            item = self._item(name)
-            if not include_archived and item.archived:
-                continue
-            key = _CONTENT_KEYS.get(item.item_type)
-            if key is not None:
-                out[key].append(name)
-        return out
-
-    @property
-    def tables(self) -> list[str]:
-        """Names of all tables, included and referenced."""
-        c = self.list_contents()
-        return c["referenced_tables"] + c["included_tables"]
-
-    @property
-    def models(self) -> list[str]:
-        """Names of all models."""
-        return self.list_contents()["models"]
-
-    @property
-    def artifacts(self) -> list[str]:
-        """Names of all artifacts."""
-        return self.list_contents()["artifacts"]
-
-    def describe(
-        self,
-        pattern: str | None = None,
-        return_string: bool = False,
-        include_archived: bool = False,
-        show_paths: bool = False,
-    ) -> str | None:
-        """A readable summary of the bundle; printed unless ``return_string``."""
-        lines = [f"DataFolio {self.path} (revision {self.revision})"]
-        meta = {k: v for k, v in self._manifest.metadata.items() if not k.startswith("_")}
-        for key, value in list(meta.items())[:10]:
-            lines.append(f"  {key}: {value}")
-        for kind, names in self.list_contents(include_archived=include_archived).items():
-            chosen = [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
-            if not chosen:
-                continue
-            lines.append(f"{kind.replace('_', ' ').title()} ({len(chosen)}):")
-            for name in chosen:
-                item = self._item(name)
-                parts = [f"  - {name}"]
-                if item.description:
-                    parts.append(f": {item.description}")
-                if item.inputs:
-                    parts.append(f" (inputs: {', '.join(item.inputs)})")
-                if show_paths:
-                    parts.append(f" [{self.item_path(name)}]")
-                lines.append("".join(parts))
-        text = "\n".join(lines)
-        if return_string:
-            return text
-        print(text)
-        return None
-
-    def refresh(self) -> DataFolio:
-        """Reload the manifest from the store (a cached bundle revalidates now)."""
-        return _portal.call(self._refresh)
-
-    async def arefresh(self) -> DataFolio:
-        """Async twin of :meth:`refresh`."""
-        return await _portal.acall(self._refresh)
-
-    async def _refresh(self) -> DataFolio:
-        await self._session.load(force=True)
-        self._after_write()
-        return self
-
-    def validate(self) -> dict[str, bool]:
-        """Whether each owned item's payload matches its recorded checksum and size."""
-        return _portal.call(self._session.validate)
-
-    async def avalidate(self) -> dict[str, bool]:
-        """Async twin of :meth:`validate`."""
-        return await _portal.acall(self._session.validate)
-
-    def is_valid(self) -> bool:
-        """Whether every owned item validates."""
-        return _portal.call(self._is_valid)
-
-    async def ais_valid(self) -> bool:
-        """Async twin of :meth:`is_valid`."""
-        return await _portal.acall(self._is_valid)
-
-    async def _is_valid(self) -> bool:
-        return all((await self._session.validate()).values())
-
-    # -- snapshots (read-only) -----------------------------------------------------------------
-    def list_snapshots(self) -> list[dict[str, Any]]:
-        """Snapshots with name, timestamp, description, tags and item count; newest first."""
-        result = []
-        for name in self._manifest.snapshot_names():
-            meta = self._manifest.snapshot(name)
-            result.append(
-                {
-                    "name": name,
-                    "timestamp": meta.get("timestamp", ""),
-                    "description": meta.get("description"),
-                    "tags": list(meta.get("tags", []) or []),
-                    "num_items": len(meta.get("item_versions", {}) or {}),
-                }
-            )
-        result.sort(key=lambda x: str(x["timestamp"]), reverse=True)
-        return result
-
-    def get_snapshot(self, snapshot: str) -> DataFolio:
-        """A read-only view of the bundle as the snapshot pinned it."""
-        self._manifest.snapshot(snapshot)  # raises ItemNotFoundError for an unknown name
-        view = DataFolio.__new__(DataFolio)
-        view._init_state(
-            self.path,
-            read_only=True,
-            random_suffix=False,
-            max_eager_bytes=self._max_eager_bytes,
-            storage_options=None,
-            settings={},
-            session=self._session,
-            snapshot=snapshot,
-        )
-        view._resolved = self._resolved
-        view._created = False
-        view._metadata = MetadataDict(view, self._manifest.metadata)
-        return view
-
     # -- writing ---------------------------------------------------------------------------------
-    async def _add(self, name: str, obj: Any, item_type: str | None, **kw: Any) -> DataFolio:
+    async def _add(
+        self,
+        name: str,
+        obj: Any,
+        item_type: str | None,
+        *,
+        force_include: bool = False,
+        as_reference: bool = False,
+        **kw: Any,
+    ) -> Self:
         self._writable(f"add {name!r}")
-        await self._session.add(name, obj, item_type=item_type, **kw)
+        if force_include and as_reference:
+            raise InvalidArgumentError("pass force_include=True or as_reference=True, not both")
+        if as_reference:
+            kind = item_type or detect_item_type(obj)
+            if kind != "included_table":
+                raise ArgumentTypeError(f"as_reference=True needs a table; {name!r} is {kind}")
+            if self._session.staging:
+                raise UsageError("as_reference=True cannot run inside a batch() block")
+        policy = large_file_policy()
+        by_policy = policy.default_action == "reference" and not (force_include or as_reference)
+        quiet = as_reference or by_policy or not policy.warn_on_include  # the engine's warning
+        item = await self._session.add(name, obj, item_type=item_type, warn_large=not quiet, **kw)
+        if by_policy and self._large_table(item) and not self._session.staging:
+            as_reference = True
+            warnings.warn(
+                LargeFileWarning(
+                    f"{name!r} is {human_size(item.size_bytes or 0)}, above the large-file "
+                    f"threshold ({human_size(self.settings.large_file_threshold)}): stored as "
+                    f"a REFERENCE to its payload. To include it, use add({name!r}, ..., "
+                    "force_include=True)"
+                ),
+                stacklevel=4,
+            )
+        if as_reference:  # the seed's: the payload stays where it is, the bundle links it
+            await convert_to_reference(self._session, name, None)
         self._after_write()
         return self
+
+    def _large_table(self, item: Item) -> bool:
+        return item.item_type == "included_table" and is_large(
+            item.size_bytes, self.settings.large_file_threshold
+        )
 
     def add(
         self,
@@ -670,12 +541,18 @@ class DataFolio(CacheMethods):
         description: str | None = None,
         inputs: list[str] | None = None,
         overwrite: bool = False,
+        force_include: bool = False,
+        as_reference: bool = False,
         **type_opts: Any,
-    ) -> DataFolio:
+    ) -> Self:
         """Store ``obj`` as item ``name``; its type picks the format.
 
         DataFrame/Series → Parquet table; ndarray → ``.npy``; dict, list or scalar → JSON;
         timezone-aware datetime → timestamp; scikit-learn estimator → model.
+
+        The caching seed's options: ``as_reference=True`` stores a table as a reference to
+        its payload; ``force_include=True`` keeps a large table included when
+        ``configure_large_file_policy(default_action="reference")`` would reference it.
 
         Raises:
             TypeError: an unsupported type (the message lists the supported ones).
@@ -691,6 +568,8 @@ class DataFolio(CacheMethods):
                 description=description,
                 inputs=inputs,
                 overwrite=overwrite,
+                force_include=force_include,
+                as_reference=as_reference,
                 opts=type_opts,
             )
         )
@@ -703,8 +582,10 @@ class DataFolio(CacheMethods):
         description: str | None = None,
         inputs: list[str] | None = None,
         overwrite: bool = False,
+        force_include: bool = False,
+        as_reference: bool = False,
         **type_opts: Any,
-    ) -> DataFolio:
+    ) -> Self:
         """Async twin of :meth:`add`."""
         return await _portal.acall(
             _kw(
@@ -715,6 +596,8 @@ class DataFolio(CacheMethods):
                 description=description,
                 inputs=inputs,
                 overwrite=overwrite,
+                force_include=force_include,
+                as_reference=as_reference,
                 opts=type_opts,
             )
         )
@@ -728,7 +611,7 @@ class DataFolio(CacheMethods):
         inputs: list[str] | None = None,
         overwrite: bool = False,
         custom: bool = False,
-    ) -> DataFolio:
+    ) -> Self:
         """Store any picklable object as a model (joblib; skops with ``custom=True``)."""
         return _portal.call(
             _kw(
@@ -752,7 +635,7 @@ class DataFolio(CacheMethods):
         inputs: list[str] | None = None,
         overwrite: bool = False,
         custom: bool = False,
-    ) -> DataFolio:
+    ) -> Self:
         """Async twin of :meth:`add_model`."""
         return await _portal.acall(
             _kw(
@@ -775,7 +658,7 @@ class DataFolio(CacheMethods):
         category: str | None = None,
         description: str | None = None,
         overwrite: bool = False,
-    ) -> DataFolio:
+    ) -> Self:
         """Copy a local file into the bundle (default name: the file name without extension)."""
         source = os.fspath(path)  # a missing file raises FileNotFoundError when serialized
         return _portal.call(
@@ -798,7 +681,7 @@ class DataFolio(CacheMethods):
         category: str | None = None,
         description: str | None = None,
         overwrite: bool = False,
-    ) -> DataFolio:
+    ) -> Self:
         """Async twin of :meth:`add_file`."""
         source = os.fspath(path)
         return await _portal.acall(
@@ -816,179 +699,111 @@ class DataFolio(CacheMethods):
     def reference_table(
         self,
         name: str,
-        path: str,
+        path: str | os.PathLike[str],
         table_format: str = "parquet",
-        *,
+        num_rows: int | None = None,
+        version: int | None = None,
         description: str | None = None,
         inputs: list[str] | None = None,
         overwrite: bool = False,
-        **opts: Any,
-    ) -> DataFolio:
-        """Record an external table (parquet or csv) by its path; nothing is copied."""
+        allow_full_load: bool = False,
+        polars_only: bool | None = None,
+        *,
+        is_directory: bool | None = None,
+    ) -> Self:
+        """Record an external table (parquet or csv) by its path; nothing is read or copied.
+
+        ``num_rows`` and ``version`` are recorded as given; ``allow_full_load`` exempts the
+        table from ``max_eager_bytes``; ``polars_only`` (default: inferred from the layout)
+        marks a dataset that pandas cannot load whole. Use :meth:`inspect_table` to record
+        its schema and size.
+
+        Raises:
+            ValueError: a bad name or format, or an existing name without ``overwrite``.
+        """
         return _portal.call(
             _kw(
                 self._reference_table,
                 name,
-                path,
+                os.fspath(path),
                 table_format=table_format,
                 description=description,
                 inputs=inputs,
                 overwrite=overwrite,
-                opts=opts,
+                opts=_reference_opts(num_rows, version, allow_full_load, polars_only, is_directory),
             )
         )
 
     async def areference_table(
         self,
         name: str,
-        path: str,
+        path: str | os.PathLike[str],
         table_format: str = "parquet",
-        *,
+        num_rows: int | None = None,
+        version: int | None = None,
         description: str | None = None,
         inputs: list[str] | None = None,
         overwrite: bool = False,
-        **opts: Any,
-    ) -> DataFolio:
+        allow_full_load: bool = False,
+        polars_only: bool | None = None,
+        *,
+        is_directory: bool | None = None,
+    ) -> Self:
         """Async twin of :meth:`reference_table`."""
         return await _portal.acall(
             _kw(
                 self._reference_table,
                 name,
-                path,
+                os.fspath(path),
                 table_format=table_format,
                 description=description,
                 inputs=inputs,
                 overwrite=overwrite,
-                opts=opts,
+                opts=_reference_opts(num_rows, version, allow_full_load, polars_only, is_directory),
             )
         )
 
-    async def _reference_table(self, name: str, path: str, **kw: Any) -> DataFolio:
+    async def _reference_table(self, name: str, path: str, **kw: Any) -> Self:
         self._writable(f"reference {name!r}")
         await self._session.reference_table(name, path, **kw)
         self._after_write()
         return self
 
-    def delete(self, name: str | list[str]) -> DataFolio:
-        """Delete one item or several in one commit (snapshot-pinned versions are kept)."""
+    def delete(self, name: str | list[str], warn_dependents: bool = True) -> Self:
+        """Delete one item or several in one commit (snapshot-pinned versions are kept).
+
+        With ``warn_dependents`` a :class:`UserWarning` names the items whose inputs include
+        a deleted one (their lineage breaks).
+
+        Raises:
+            ItemNotFoundError: a name has no item (a ``KeyError``); nothing is deleted.
+        """
+        self._warn_dependents(name, warn_dependents)
         return _portal.call(self._delete, name)
 
-    async def adelete(self, name: str | list[str]) -> DataFolio:
+    async def adelete(self, name: str | list[str], warn_dependents: bool = True) -> Self:
         """Async twin of :meth:`delete`."""
+        self._warn_dependents(name, warn_dependents)
         return await _portal.acall(self._delete, name)
 
-    async def _delete(self, name: str | list[str]) -> DataFolio:
+    def _warn_dependents(self, name: str | list[str], warn: bool) -> None:
+        if not warn:
+            return
+        manifest = self._manifest  # a write never follows other writers (it fails instead)
+        for one in [name] if isinstance(name, str) else list(name):
+            if one not in manifest:
+                continue
+            users = [n for n in dependents_of(manifest.current_items(), one) if n != one]
+            if users:
+                warnings.warn(
+                    f"Deleting {one!r} which is used by: {', '.join(users)}. Those items may "
+                    "have broken lineage.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+
+    async def _delete(self, name: str | list[str]) -> Self:
         self._writable("delete items")
         await self._session.delete(name)
         self._after_write()
-        return self
-
-    # -- datafolio 1.x names ---------------------------------------------------------------------
-    def add_table(self, name: str, df: Any, **kw: Any) -> DataFolio:
-        """1.x name of :meth:`add` for tables."""
-        return self.add(name, df, **kw)
-
-    def add_numpy(self, name: str, array: Any, **kw: Any) -> DataFolio:
-        """1.x name of :meth:`add` for arrays."""
-        return self.add(name, array, **kw)
-
-    def add_json(self, name: str, data: Any, **kw: Any) -> DataFolio:
-        """1.x name of :meth:`add` for JSON data."""
-        return self.add(name, data, **kw)
-
-    def add_timestamp(self, name: str, timestamp: Any, **kw: Any) -> DataFolio:
-        """1.x name of :meth:`add` for timestamps."""
-        return self.add(name, timestamp, **kw)
-
-    def add_data(self, name: str, data: Any, **kw: Any) -> DataFolio:
-        """1.x name of :meth:`add`."""
-        return self.add(name, data, **kw)
-
-    def add_artifact(self, name: str, path: str | os.PathLike[str], **kw: Any) -> DataFolio:
-        """1.x name of :meth:`add_file` (name first)."""
-        return self.add_file(path, name, **kw)
-
-    def get_table(self, name: str, **opts: Any) -> Any:
-        """1.x name of :meth:`get` for tables."""
-        return self.get(name, **opts)
-
-    def get_numpy(self, name: str, **opts: Any) -> Any:
-        """1.x name of :meth:`get` for arrays."""
-        return self.get(name, **opts)
-
-    def get_json(self, name: str) -> Any:
-        """1.x name of :meth:`get` for JSON data."""
-        return self.get(name)
-
-    def get_timestamp(self, name: str, as_unix: bool = False) -> Any:
-        """1.x name of :meth:`get` for timestamps."""
-        return self.get(name, as_unix=as_unix)
-
-    def get_data(self, name: str, **opts: Any) -> Any:
-        """1.x name of :meth:`get`."""
-        return self.get(name, **opts)
-
-    def get_table_path(self, name: str) -> str:
-        """1.x name of :meth:`item_path` for tables."""
-        return self.item_path(name)
-
-    def get_artifact_path(self, name: str) -> str:
-        """1.x: the local path of an artifact (downloaded for remote bundles)."""
-        return str(self.get(name))
-
-    # Async twins of the 1.x names.
-    async def aadd_table(self, name: str, df: Any, **kw: Any) -> DataFolio:
-        """Async twin of :meth:`add_table`."""
-        return await self.aadd(name, df, **kw)
-
-    async def aadd_numpy(self, name: str, array: Any, **kw: Any) -> DataFolio:
-        """Async twin of :meth:`add_numpy`."""
-        return await self.aadd(name, array, **kw)
-
-    async def aadd_json(self, name: str, data: Any, **kw: Any) -> DataFolio:
-        """Async twin of :meth:`add_json`."""
-        return await self.aadd(name, data, **kw)
-
-    async def aadd_timestamp(self, name: str, timestamp: Any, **kw: Any) -> DataFolio:
-        """Async twin of :meth:`add_timestamp`."""
-        return await self.aadd(name, timestamp, **kw)
-
-    async def aadd_data(self, name: str, data: Any, **kw: Any) -> DataFolio:
-        """Async twin of :meth:`add_data`."""
-        return await self.aadd(name, data, **kw)
-
-    async def aadd_artifact(self, name: str, path: str | os.PathLike[str], **kw: Any) -> DataFolio:
-        """Async twin of :meth:`add_artifact`."""
-        return await self.aadd_file(path, name, **kw)
-
-    async def aget_table(self, name: str, **opts: Any) -> Any:
-        """Async twin of :meth:`get_table`."""
-        return await self.aget(name, **opts)
-
-    async def aget_numpy(self, name: str, **opts: Any) -> Any:
-        """Async twin of :meth:`get_numpy`."""
-        return await self.aget(name, **opts)
-
-    async def aget_json(self, name: str) -> Any:
-        """Async twin of :meth:`get_json`."""
-        return await self.aget(name)
-
-    async def aget_timestamp(self, name: str, as_unix: bool = False) -> Any:
-        """Async twin of :meth:`get_timestamp`."""
-        return await self.aget(name, as_unix=as_unix)
-
-    async def aget_data(self, name: str, **opts: Any) -> Any:
-        """Async twin of :meth:`get_data`."""
-        return await self.aget(name, **opts)
-
-    async def aget_artifact_path(self, name: str) -> str:
-        """Async twin of :meth:`get_artifact_path`."""
-        return str(await self.aget(name))
-
-    def get_item(self, name: str) -> Item:  # pragma: no cover - tiny accessor
-        """The manifest item (read-only view), for advanced use."""
-        return self._item(name)
-
-    def item_names(self) -> list[str]:
-        """Names of the current items."""
-        return self._names()
+        return self._self()

@@ -80,8 +80,13 @@ def _assert_same(actual: Any, expected: Any) -> None:
 
 
 def _files(root: Path) -> set[str]:
-    """Every file under ``root``, as POSIX paths relative to it."""
-    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    """Every file under ``root`` but the derived README.md and CONTENTS.md, as POSIX paths
+    relative to it."""
+    return {
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and p.relative_to(root).as_posix() not in ("README.md", "CONTENTS.md")
+    }
 
 
 def _md5(path: Path) -> str:
@@ -246,9 +251,9 @@ async def test_async_twins(tmp_path: Path, sources: Sources) -> None:
 
     other = await DataFolio.aopen(folio.path, create=False)
     await other.aadd("late", [1, 2])
-    assert "late" not in folio
+    assert await folio.aget("late") == [1, 2]  # an uncached local bundle follows its writers
+    assert "late" in folio
     assert await folio.arefresh() is folio
-    assert await folio.aget("late") == [1, 2]
     with pytest.raises(RemoteNotFoundError):
         await DataFolio.aopen(tmp_path / "missing", create=False)
 
@@ -346,7 +351,8 @@ def test_delete_one_and_a_list(filled: tuple[DataFolio, dict[str, Any]]) -> None
     root = Path(folio.path)
     arr_file = payload_path(folio.get_item("ns/array"))
     assert arr_file in _files(root)
-    folio.delete("ns/array")
+    with pytest.warns(UserWarning, match="used by: table"):  # datafolio's lineage warning
+        folio.delete("ns/array")
     assert "ns/array" not in folio
     assert arr_file not in _files(root)
     with pytest.raises(ItemNotFoundError):
@@ -418,21 +424,22 @@ def test_describe(
     folio, _ = filled
     text = folio.describe(return_string=True)
     assert text is not None
-    assert folio.path in text
-    assert "experiment: e1" in text
+    assert text.startswith(f"DataFolio: {folio.path}\n")
+    assert "  • experiment: e1" in text
     for name in folio:
-        assert f"- {name}" in text
-    assert "table: raw rows (inputs: ns/array)" in text
-    assert "model: weights" in text
+        assert f"  • {name}" in text
+    assert "  • table: raw rows\n" in text
+    assert "    ↳ inputs: ns/array" in text
+    assert "  • model: weights" in text
     only = folio.describe(pattern="ns/*", return_string=True)
     assert only is not None
-    assert "- ns/array" in only
-    assert "- table" not in only
+    assert "  • ns/array" in only
+    assert "  • table" not in only
     with_paths = folio.describe(show_paths=True, return_string=True)
     assert with_paths is not None
-    assert folio.item_path("table") in with_paths
+    assert f"    ↳ path: {folio.item_path('table')}" in with_paths
     assert folio.describe() is None
-    assert "- moment" in capsys.readouterr().out
+    assert "  • moment" in capsys.readouterr().out
 
 
 def test_validate_true_then_false_after_corruption(
@@ -440,7 +447,7 @@ def test_validate_true_then_false_after_corruption(
 ) -> None:
     folio, _ = filled
     report = folio.validate()
-    assert set(report) == set(folio) - {"ext"}  # references live outside the bundle
+    assert set(report) == set(folio)  # the reference: its external file exists
     assert all(report.values())
     assert folio.is_valid()
 
@@ -464,8 +471,8 @@ def test_refresh_sees_another_writer(filled: tuple[DataFolio, dict[str, Any]]) -
     other.add("added_elsewhere", {"by": "other"})
     other.metadata["owner"] = "other"
     other.delete("scalar")
-    assert "added_elsewhere" not in folio
-    assert "scalar" in folio
+    assert folio.get("added_elsewhere") == {"by": "other"}  # followed on the next read
+    assert "scalar" not in folio
     assert folio.refresh() is folio
     assert folio.revision == other.revision
     assert folio.get("added_elsewhere") == {"by": "other"}
@@ -601,9 +608,10 @@ def test_two_writers_race_local(tmp_path: Path, loser_name: str) -> None:
     a.add("winner", TABLE)
     with pytest.raises(ConcurrentWriteError, match="another writer published first"):
         b.add(loser_name, ARRAY)
-    # The loser's folio is unchanged, the bundle holds exactly the winner's commit.
-    assert loser_name not in b
-    assert b.revision == 2
+    # Nothing of the loser's was published; its next read shows the winner's commit.
+    assert sorted(b) == ["base", "winner"]
+    assert b.revision == 3
+    pdt.assert_frame_equal(b.get("winner"), TABLE)
     fresh = DataFolio(root, create=False)
     assert sorted(fresh) == ["base", "winner"]
     pdt.assert_frame_equal(fresh.get("winner"), TABLE)
@@ -621,12 +629,15 @@ def test_two_writers_race_local(tmp_path: Path, loser_name: str) -> None:
 
 def test_metadata_race_leaves_the_loser_unchanged(tmp_path: Path) -> None:
     a, b = _two_writers(tmp_path / "b")
+    meta_b = b.metadata  # taken before a's change: writing through it races a
     a.metadata["owner"] = "a"
     with pytest.raises(ConcurrentWriteError):
-        b.metadata["owner"] = "b"
-    assert "owner" not in b.metadata
-    with pytest.raises(ConcurrentWriteError):
+        meta_b["owner"] = "b"
+    assert "owner" not in meta_b
+    a.add("more", 1)
+    with pytest.raises(ConcurrentWriteError):  # writes never follow: a stale writer fails
         b.delete("base")
+    assert b.metadata["owner"] == "a"  # a read follows
     assert DataFolio(a.path).metadata["owner"] == "a"
     assert "base" in DataFolio(a.path)
 

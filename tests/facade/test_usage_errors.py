@@ -128,6 +128,8 @@ async def test_async_twins_raise_the_same_usage_errors(folio: DataFolio) -> None
     with pytest.raises(InvalidArgumentError, match="concurrency"):
         await DataFolio.arefresh_all([folio], concurrency=0)
     with pytest.raises(ArgumentTypeError, match=r"str or os\.PathLike"):
-        await DataFolio.aopen(None)  # type: ignore[arg-type]
+        await DataFolio.aopen(42)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="path or an alias"):  # as datafolio
+        await DataFolio.aopen(None)
     with pytest.raises(ArgumentTypeError, match="priority"):
         await folio.aset_cache_priority("cfg", None)  # type: ignore[arg-type]

@@ -86,7 +86,7 @@ def test_examples_readme_lists_every_script() -> None:
 def test_write_bundle_s3_alone(standalone: dict[str, subprocess.CompletedProcess[str]]) -> None:
     out = _ok(standalone["write_bundle_s3"])
     assert "wrote s3://aiofolio-examples/lab/exp-001 at revision 7" in out
-    assert "- scores: per-run scores" in out
+    assert "  • scores: per-run scores" in out  # datafolio's describe() text
     assert "valid: True" in out
 
 

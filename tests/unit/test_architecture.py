@@ -25,6 +25,15 @@ FACADE = {
     "aiofolio._warm",
     "aiofolio._progress",
     "aiofolio._calls",
+    "aiofolio._folio_base",
+    "aiofolio._folio_reading",
+    "aiofolio._folio_snapshots",
+    "aiofolio._folio_curation",
+    "aiofolio._folio_display",
+    "aiofolio._folio_compat",
+    "aiofolio._seed_compat",
+    "aiofolio._registry",
+    "aiofolio._search",
     "aiofolio.cli",
 }
 ENGINE_MAX_LINES = 470

@@ -14,6 +14,11 @@ Modules:
     handlers: :func:`serialize`, :func:`deserialize`, :func:`detect_item_type`.
     writeplan: :func:`plan_add`, :func:`plan_delete`, :func:`plan_snapshot`,
         :func:`plan_metadata`, :func:`plan_create`.
+    snapshots: deleting and restoring snapshots, orphaned versions, snapshot listings,
+        diffs and exports (imported from the module itself).
+    curation: archive, update_item, lineage, name selection, copies (from the module).
+    context: what a snapshot records about where it was taken (git, environment).
+    handlers.imports: table files imported as Parquet payloads (``import_table``).
 """
 
 from __future__ import annotations

@@ -6,13 +6,15 @@ fresh name (a clash replans), then publish ``items.json`` conditionally on the t
 manifest we loaded (:meth:`WriteMixin.commit`). A lost race raises
 :class:`~aiofolio.errors.ConcurrentWriteError` and removes our orphan payload; nothing
 half-published is ever visible. With write-through, the payload is copied into the cache under
-the size limits.
+the size limits. Inside a batch, ``commit`` uploads but only stages the manifest
+(:mod:`aiofolio.engine.edits`, the mixin's base, owns batches and the other edits).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -35,13 +37,16 @@ from aiofolio.bundle import (
     reference_fields,
     serialize,
 )
+from aiofolio.bundle.handlers.imports import import_table_file
 from aiofolio.config import Settings
 from aiofolio.engine._runtime import engine, in_thread
 from aiofolio.engine.blobs import BlobCache
+from aiofolio.engine.edits import EditMixin
 from aiofolio.errors import (
     CacheFullError,
     ConcurrentWriteError,
     LargeFileWarning,
+    ManifestReadError,
     PreconditionFailedError,
     RemoteNotFoundError,
 )
@@ -57,7 +62,15 @@ _MANIFEST_CACHE_CONTROL = "no-cache"
 _MAX_NAME_CLASHES = 5
 
 
-class WriteMixin:
+def _parses(data: bytes) -> bool:
+    """Whether ``data`` is a JSON manifest of some schema (a dict or a legacy list)."""
+    try:
+        return isinstance(json.loads(data), (dict, list))
+    except ValueError:
+        return False
+
+
+class WriteMixin(EditMixin):
     """The write half of a bundle session (see the module docstring)."""
 
     if TYPE_CHECKING:  # provided by BundleSession
@@ -102,7 +115,20 @@ class WriteMixin:
             try:
                 remote = await self.backend.read_range(url)
             except RemoteNotFoundError:
-                remote = b""
+                if created:
+                    remote = b""
+                else:
+                    raise ManifestReadError(
+                        f"{url} is gone (we had revision {plan.base_revision}); refusing to "
+                        "write over a manifest we cannot read. Nothing of this change was "
+                        "published: refresh() once the bundle is readable, and try again."
+                    ) from None
+            if remote != body and not _parses(remote):
+                raise ManifestReadError(
+                    f"{url} is no longer a readable manifest (we had revision "
+                    f"{plan.base_revision}); refusing to write over it. Nothing of this change "
+                    "was published: refresh() once the bundle is readable, and try again."
+                ) from None
             if remote != body:
                 raise ConcurrentWriteError(
                     f"{self.url} changed since it was loaded (we had revision "
@@ -138,7 +164,7 @@ class WriteMixin:
     ) -> WritePlan:
         """Upload the payload (create-only, replanning on a name clash), then publish."""
         taken: list[str] = []
-        manifest = self.require_manifest()
+        manifest = self.working_manifest()
         for _ in range(_MAX_NAME_CLASHES):
             plan = make_plan(manifest, taken)
             if upload is None or plan.payload_path is None:
@@ -159,6 +185,10 @@ class WriteMixin:
                 f"could not find a free payload name in {self.url} after "
                 f"{_MAX_NAME_CLASHES} tries; another writer is busy"
             )
+        stage = self._stage
+        if stage is not None:  # a batch: published once by finish_batch
+            stage.record(plan)
+            return plan
         try:
             await self._publish(plan)
         except ConcurrentWriteError:
@@ -169,6 +199,7 @@ class WriteMixin:
                 await self._cleanup([plan.payload_path])
             raise
         await self._cleanup((*plan.obsolete_payloads, *plan.legacy_files))
+        await self.write_docs()
         return plan
 
     async def add(
@@ -181,21 +212,69 @@ class WriteMixin:
         inputs: Sequence[str] | None = None,
         overwrite: bool = False,
         opts: Mapping[str, Any] | None = None,
+        warn_large: bool = True,
     ) -> Item:
-        """Serialize ``obj`` and commit it as item ``name``."""
+        """Serialize ``obj`` and commit it as item ``name`` (``warn_large=False``: no
+        ``LargeFileWarning``, the caller decides about large items)."""
+        options = dict(opts or {})
+        return await self.add_written(
+            name,
+            lambda tmp: serialize(obj, tmp, item_type=item_type, name=name, **options),
+            description=description,
+            inputs=inputs,
+            overwrite=overwrite,
+            warn_large=warn_large,
+        )
+
+    async def import_table(
+        self,
+        name: str,
+        path: str,
+        *,
+        table_format: str | None = None,
+        description: str | None = None,
+        inputs: Sequence[str] | None = None,
+        overwrite: bool = False,
+        block_size: int | None = None,
+    ) -> Item:
+        """Commit the local table file ``path`` as the Parquet table ``name`` (never loaded
+        whole: Parquet is copied byte for byte, CSV and Arrow IPC converted in blocks)."""
+        return await self.add_written(
+            name,
+            lambda tmp: import_table_file(
+                path, tmp, table_format=table_format, block_size=block_size
+            ),
+            description=description,
+            inputs=inputs,
+            overwrite=overwrite,
+        )
+
+    async def add_written(
+        self,
+        name: str,
+        write: Callable[[str], ItemFields],
+        *,
+        description: str | None = None,
+        inputs: Sequence[str] | None = None,
+        overwrite: bool = False,
+        warn_large: bool = True,
+    ) -> Item:
+        """Commit the payload ``write(tmp)`` writes to a scratch file as item ``name``.
+
+        ``write`` runs in a worker thread and returns the item's fields (a handler of
+        :mod:`aiofolio.bundle`).
+        """
         self.require_writable(f"add {name!r}")
-        manifest = self.require_manifest()
+        manifest = self.working_manifest()
         if name in manifest and not overwrite:
             # Fail before serializing a large object (the plan would refuse too).
             plan_add(manifest, name, ItemFields("json_data"), overwrite=False)
         scratch = engine().scratch_dir
         tmp = os.path.join(scratch, f"upload-{secrets.token_hex(8)}")
         try:
-            fields = await in_thread(
-                lambda: serialize(obj, tmp, item_type=item_type, name=name, **dict(opts or {}))
-            )
+            fields = await in_thread(write, tmp)
             async with self.write_lock:
-                owned_before = owned_payload_bytes(self.require_manifest().items)
+                owned_before = owned_payload_bytes(self.working_manifest().items)
                 plan = await self.commit(
                     lambda m, taken: plan_add(
                         m,
@@ -208,28 +287,31 @@ class WriteMixin:
                     ),
                     tmp,
                 )
-            self._warn_if_large(plan, owned_before)
-            blobs = self.blobs
-            write_through = self.settings.cache_on_add or (
-                self.settings.cache_mode == "write-through"
-            )
-            if (
-                blobs is not None
-                and write_through
-                and plan.item is not None
-                and should_cache(plan.item.size_bytes, self.settings)
-            ):
-                # Under the size limits like a download. The upload has landed: a copy that
-                # the hard limit refuses is skipped, not an error of the add.
-                try:
-                    await in_thread(blobs.publisher.adopt_file, plan.item, tmp)
-                except CacheFullError as exc:
-                    log.warning("not caching the write-through copy of %r: %s", name, exc)
+            if warn_large:
+                self._warn_if_large(plan, owned_before)
+            if not self.staging:  # a batch's payloads are not cached before they publish
+                await self._write_through(plan, tmp)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         assert plan.item is not None
         return plan.item
+
+    async def _write_through(self, plan: WritePlan, tmp: str) -> None:
+        blobs = self.blobs
+        write_through = self.settings.cache_on_add or (self.settings.cache_mode == "write-through")
+        if (
+            blobs is not None
+            and write_through
+            and plan.item is not None
+            and should_cache(plan.item.size_bytes, self.settings)
+        ):
+            # Under the size limits like a download. The upload has landed: a copy that
+            # the hard limit refuses is skipped, not an error of the add.
+            try:
+                await in_thread(blobs.publisher.adopt_file, plan.item, tmp)
+            except CacheFullError as exc:
+                log.warning("not caching the write-through copy of %r: %s", plan.item.name, exc)
 
     def _warn_if_large(self, plan: WritePlan, owned_before: int) -> None:
         """``LargeFileWarning`` for a large item or a bundle that just grew past the threshold."""

@@ -47,7 +47,7 @@ from aiofolio.bundle.handlers.tables import (
     serialize_table,
 )
 from aiofolio.bundle.manifest import REFERENCE_ITEM_TYPE, Item, ItemFields
-from aiofolio.errors import ManifestError
+from aiofolio.errors import ArgumentTypeError, ManifestError
 
 __all__ = [
     "SUPPORTED_TYPES",
@@ -163,6 +163,12 @@ def serialize(
     kind = item_type or detect_item_type(obj)
     np = sys.modules.get("numpy")
     if kind == "included_table":
+        pd = sys.modules.get("pandas")
+        if "preserve_index" in opts and pd is not None and isinstance(obj, pd.Series):
+            raise ArgumentTypeError(
+                f"preserve_index cannot be passed for a pandas Series (item {name!r}): a "
+                "Series keeps its index automatically"
+            )
         preserve_index = bool(opts.pop("preserve_index", False))
         _reject(kind, opts)
         return serialize_table(obj, dest_path, preserve_index=preserve_index, name=name)
