@@ -327,7 +327,12 @@ class SnapshotMethods(FolioBase):
             random_suffix=False,
             max_eager_bytes=self._max_eager_bytes,
             storage_options=self._session.storage_options,
-            settings={},
+            # The new bundle's session reads with this folio's own constructor settings.
+            settings={
+                name: getattr(self._resolved.settings, name)
+                for name, source in self._resolved.sources.items()
+                if source == "constructor"
+            },
         )
         dest._resolved = self._resolved
         dest._created = True

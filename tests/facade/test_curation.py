@@ -175,7 +175,12 @@ def test_copy_selects_like_datafolio(pair: tuple[DataFolio, Any], tmp_path: Path
 
 def test_copy_s3_to_s3_and_back(moto_server: MotoServer, s3_bucket: str, tmp_path: Path) -> None:
     opts = moto_server.storage_options()
-    source = DataFolio(f"s3://{s3_bucket}/src", storage_options=opts, metadata={"m": 1})
+    source = DataFolio(
+        f"s3://{s3_bucket}/src",
+        storage_options=opts,
+        metadata={"m": 1},
+        allow_local_references=True,  # "r" is a file in the test's folder; copies inherit it
+    )
     source.add("t", TABLE)
     source.add("j", {"k": 1}, inputs=["t"])
     ext = tmp_path / "ext.parquet"
