@@ -606,3 +606,30 @@ def test_checksum_computed_while_writing_equals_hashlib(tmp_path: Path, write: H
     dest = tmp_path / "payload"
     fields = write(dest)
     _assert_hashed(fields, dest)
+
+
+@pytest.mark.parametrize(
+    "arr",
+    [
+        np.arange(128, dtype=np.int64),
+        np.asfortranarray(np.arange(12, dtype=np.float32).reshape(3, 4)),
+        np.array(3.5),
+        np.zeros((0, 3), dtype=np.uint8),
+        np.arange(6, dtype=">i4").reshape(2, 3),
+        np.array([(1, 2.0)], dtype=[("a", "<i2"), ("b", "<f8")]),
+        np.array(["ab", "cde"]),
+    ],
+    ids=["int64", "fortran", "0-d", "empty", "big-endian", "structured", "unicode"],
+)
+def test_small_arrays_read_from_memory_equal_np_load(arr: Any, tmp_path: Path) -> None:
+    from aiofolio.bundle.handlers.arrays import deserialize_array
+
+    path = tmp_path / "a.npy"
+    np.save(path, arr)
+    for got in (deserialize_array(str(path)), deserialize_array(path.read_bytes())):
+        want = np.load(path)
+        assert got.dtype == want.dtype
+        assert got.shape == want.shape
+        assert got.flags.f_contiguous == want.flags.f_contiguous
+        assert got.flags.writeable
+        np.testing.assert_array_equal(got, want)
