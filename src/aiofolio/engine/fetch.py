@@ -146,7 +146,9 @@ async def fetch_verified(
         ChecksumMismatchError: the bytes did not verify ``attempts`` times.
         PreconditionFailedError: the object kept changing during the downloads.
     """
-    wanted = sorted({"md5", *algorithms, *(("crc32c",) if is_available("crc32c") else ())})
+    # CRC32C only when the manifest has no MD5 (a GCS object may state only a CRC32C).
+    crc = ("crc32c",) if md5 is None and is_available("crc32c") else ()
+    wanted = sorted({"md5", *algorithms, *crc})
     for attempt in range(1, attempts + 1):
         tmp = os.fspath(new_temp(attempt))
         hashers = Hashers(wanted)

@@ -89,7 +89,7 @@ class _Crc32c:
         self._c: Any = factory()
 
     def update(self, data: ReadableBuffer, /) -> None:
-        self._c.update(bytes(data))
+        self._c.update(data if isinstance(data, bytes) else bytes(data))
 
     def hexdigest(self) -> str:
         return bytes(self._c.digest()).hex()
