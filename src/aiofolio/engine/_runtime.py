@@ -94,13 +94,14 @@ class Runtime(Folder):
         self.resume = Registry()
         self.warms: set[asyncio.Task[Any]] = set()
         self._swept = -1e18
+        self._parsed_lock = threading.Lock()
         self.parsed: OrderedDict[tuple[str, str], Manifest] = OrderedDict()
         """Parsed manifests by (bundle url, manifest MD5), most recent last: a folio opened
         again in this process reuses the parse (a 100,000-item manifest takes about a second
         to parse). Manifests are immutable, so sharing one is safe."""
 
     def parsed_manifest(self, url: str, md5: str) -> Manifest | None:
-        with self.resume.lock:  # any small lock: readers run on several threads
+        with self._parsed_lock:  # readers run on several threads
             found = self.parsed.get((url, md5))
             if found is not None:
                 self.parsed.move_to_end((url, md5))
@@ -109,7 +110,7 @@ class Runtime(Folder):
     def remember_manifest(self, url: str, md5: str, manifest: Manifest) -> None:
         if not md5:
             return
-        with self.resume.lock:
+        with self._parsed_lock:
             self.parsed[(url, md5)] = manifest
             self.parsed.move_to_end((url, md5))
             while len(self.parsed) > _PARSED_MAX:
