@@ -8,13 +8,15 @@ for the quickstart and docs/ARCHITECTURE.md for the architecture.
 
 from __future__ import annotations
 
+from aiofolio._config_file import ConfigChange
 from aiofolio._folio_reading import DataAccessor, ItemProxy
 from aiofolio._folio_snapshots import SnapshotAccessor, SnapshotView
 from aiofolio._search import find, list_folios, remove_alias, set_alias
 from aiofolio._version import __version__
 from aiofolio._warm import WarmHandle
 from aiofolio.bundle import Item
-from aiofolio.config import Settings
+from aiofolio.config import ResolvedSettings, Settings
+from aiofolio.engine.inventory import BlobProblem, CachedBundle, CachedItem, VerifyReport
 from aiofolio.engine.manifests import InvalidationCallback
 from aiofolio.engine.revalidate import RefreshOutcome
 from aiofolio.engine.warm import WarmProgress, WarmResult
@@ -60,12 +62,16 @@ __all__ = [
     "AiofolioError",
     "AiofolioWarning",
     "ArgumentTypeError",
+    "BlobProblem",
     "CacheCorruptedError",
     "CacheError",
     "CacheFullError",
     "CacheLockTimeout",
+    "CachedBundle",
+    "CachedItem",
     "ChecksumMismatchError",
     "ConcurrentWriteError",
+    "ConfigChange",
     "ConfigError",
     "ContentEncodingError",
     "DataAccessor",
@@ -90,6 +96,7 @@ __all__ = [
     "RemotePermissionError",
     "RemoteTimeoutError",
     "RemoteUpdateWarning",
+    "ResolvedSettings",
     "Settings",
     "SnapshotAccessor",
     "SnapshotView",
@@ -98,6 +105,7 @@ __all__ = [
     "TransientError",
     "UnsupportedManifestVersionError",
     "UsageError",
+    "VerifyReport",
     "WarmHandle",
     "WarmProgress",
     "WarmResult",

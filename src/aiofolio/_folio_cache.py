@@ -210,17 +210,18 @@ class CacheMethods:
         return self
 
     @classmethod
-    def clear_all_caches(cls, cache_dir: str | None = None) -> int:
-        """Delete every cached bundle and blob in the cache folder; returns bytes freed."""
-        return _portal.call(_threaded(CacheMethods._clear_all, cache_dir))
+    def clear_all_caches(cls, cache_dir: str | None = None, *, dry_run: bool = False) -> int:
+        """Delete every cached bundle and blob in the cache folder; returns bytes freed
+        (``dry_run``: delete nothing, return the bytes it would free). ``config.json`` stays."""
+        return _portal.call(_threaded(CacheMethods._clear_all, cache_dir, dry_run))
 
     @classmethod
-    async def aclear_all_caches(cls, cache_dir: str | None = None) -> int:
+    async def aclear_all_caches(cls, cache_dir: str | None = None, *, dry_run: bool = False) -> int:
         """Async twin of :meth:`clear_all_caches`."""
-        return await _portal.acall(_threaded(CacheMethods._clear_all, cache_dir))
+        return await _portal.acall(_threaded(CacheMethods._clear_all, cache_dir, dry_run))
 
     @staticmethod
-    def _clear_all(cache_dir: str | None) -> int:
+    def _clear_all(cache_dir: str | None, dry_run: bool = False) -> int:
         import shutil
 
         root = Path(cache_dir or resolve_settings().settings.cache_dir) / "v1"
@@ -229,8 +230,10 @@ class CacheMethods:
             for path in root.rglob("*"):
                 if path.is_file() and not path.is_symlink():
                     freed += path.stat().st_size
-            shutil.rmtree(root, ignore_errors=True)
-        drop_runtimes()
+            if not dry_run:
+                shutil.rmtree(root, ignore_errors=True)
+        if not dry_run:
+            drop_runtimes()
         return freed
 
     @classmethod
@@ -484,8 +487,9 @@ class CacheMethods:
         """The cache folder and settings a limits method works on (a folio's, or resolved)."""
         if not isinstance(self_or_cls, type) and cache_dir is None:
             return self_or_cls._session.runtime, self_or_cls.settings
-        settings = resolve_settings().settings
-        return runtime(cache_dir or settings.cache_dir), settings
+        # A named folder's own config.json applies (its limit, policy, ...).
+        settings = resolve_settings(call={"cache_dir": cache_dir} if cache_dir else None).settings
+        return runtime(settings.cache_dir), settings
 
     async def _set_prefs(self, name: str, changes: dict[str, Any]) -> Self:
         self._item(name)  # a clear error for an unknown name
@@ -559,28 +563,39 @@ class CacheMethods:
 
     @_hybrid
     def cleanup_cache(
-        self_or_cls: Any, older_than: str | float = "7d", cache_dir: str | None = None
+        self_or_cls: Any,
+        older_than: str | float = "7d",
+        cache_dir: str | None = None,
+        *,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """Evict every item not read for ``older_than`` (``"7d"``, ``"12h"``, seconds).
 
         Works on the whole cache folder (also when called on a folio). Pinned and in-use
         items stay. Returns ``evicted`` (count), ``bytes_freed`` and the details of
-        :meth:`enforce_cache_limit`.
+        :meth:`enforce_cache_limit`. ``dry_run``: evict nothing; the result says what would
+        go.
 
         Raises:
             InvalidArgumentError: ``older_than`` is not finite (also a ``ValueError``).
         """
         seconds = CacheMethods._older_than(older_than)
-        return _portal.call(_threaded(CacheMethods._cleanup, self_or_cls, seconds, cache_dir))
+        return _portal.call(
+            _threaded(CacheMethods._cleanup, self_or_cls, seconds, cache_dir, dry_run)
+        )
 
     @_hybrid
     async def acleanup_cache(
-        self_or_cls: Any, older_than: str | float = "7d", cache_dir: str | None = None
+        self_or_cls: Any,
+        older_than: str | float = "7d",
+        cache_dir: str | None = None,
+        *,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """Async twin of :meth:`cleanup_cache`."""
         seconds = CacheMethods._older_than(older_than)
         return await _portal.acall(
-            _threaded(CacheMethods._cleanup, self_or_cls, seconds, cache_dir)
+            _threaded(CacheMethods._cleanup, self_or_cls, seconds, cache_dir, dry_run)
         )
 
     @staticmethod
@@ -593,9 +608,11 @@ class CacheMethods:
         return seconds
 
     @staticmethod
-    def _cleanup(self_or_cls: Any, seconds: float, cache_dir: str | None) -> dict[str, Any]:
+    def _cleanup(
+        self_or_cls: Any, seconds: float, cache_dir: str | None, dry_run: bool = False
+    ) -> dict[str, Any]:
         rt, settings = CacheMethods._limits_target(self_or_cls, cache_dir)
-        return rt.cleanup(settings, seconds).as_dict()
+        return rt.cleanup(settings, seconds, dry_run=dry_run).as_dict()
 
     @_hybrid
     def cache_info(self_or_cls: Any, cache_dir: str | None = None) -> dict[str, Any]:
@@ -626,6 +643,7 @@ class CacheMethods:
         *,
         storage_options: Mapping[str, Any] | None = None,
         concurrency: int = 8,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """Remove the cached bundles whose remote manifest (``items.json``) is gone.
 
@@ -633,7 +651,7 @@ class CacheMethods:
         definite "not found" removes it (an unreachable remote keeps it). Blobs that only
         removed bundles used are deleted too. ``storage_options`` are used for every check
         (credentials, endpoint). Returns ``removed`` (bundle URLs), ``bundles`` (count),
-        ``bytes_freed``.
+        ``bytes_freed``. ``dry_run``: remove nothing; report what would go.
         """
         return _portal.call(
             _kw(
@@ -642,6 +660,7 @@ class CacheMethods:
                 cache_dir,
                 storage_options=storage_options,
                 concurrency=concurrency,
+                dry_run=dry_run,
             )
         )
 
@@ -652,6 +671,7 @@ class CacheMethods:
         *,
         storage_options: Mapping[str, Any] | None = None,
         concurrency: int = 8,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """Async twin of :meth:`cleanup_orphaned_caches`."""
         return await _portal.acall(
@@ -661,6 +681,7 @@ class CacheMethods:
                 cache_dir,
                 storage_options=storage_options,
                 concurrency=concurrency,
+                dry_run=dry_run,
             )
         )
 
@@ -671,6 +692,7 @@ class CacheMethods:
         *,
         storage_options: Mapping[str, Any] | None,
         concurrency: int,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         import anyio.to_thread
 
@@ -693,7 +715,7 @@ class CacheMethods:
             return await backend.stat(join_url(url, "items.json"))
 
         gone = await find_orphans(rt, stat, concurrency=concurrency)
-        freed = await anyio.to_thread.run_sync(lambda: rt.remove_bundles(gone))
+        freed = await anyio.to_thread.run_sync(lambda: rt.remove_bundles(gone, dry_run=dry_run))
         return {"removed": gone, "bundles": len(gone), "bytes_freed": freed}
 
     # -- the large-file policy and references -------------------------------------------------

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from aiofolio import _portal, _registry
 from aiofolio._calls import kw as _kw
+from aiofolio._folio_admin import AdminMethods
 from aiofolio._folio_base import FolioBase
 from aiofolio._folio_cache import CacheMethods
 from aiofolio._folio_compat import CompatMethods
@@ -234,6 +235,7 @@ class DataFolio(
     ReadingMethods,
     CompatMethods,
     CacheMethods,
+    AdminMethods,
     FolioBase,
 ):
     """A DataFolio bundle on S3, GCS, HTTP(S) or local disk.

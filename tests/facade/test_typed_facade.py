@@ -27,6 +27,7 @@ from aiofolio._calls import hybrid
 # Public sync methods that do no I/O (they read the manifest already in memory, or settings;
 # on an uncached local bundle, one stat of items.json to follow other writers).
 NO_IO = {
+    "analyze_storage",
     "compare_snapshots",
     "configure_cache",
     "configure_large_file_policy",
@@ -116,8 +117,8 @@ REVEALED = {  # matched whole, after dropping "builtins."
     "class_cache_info": rf"def \(cache_dir: {_OPT_STR} =\) -> {_DICT}",
     "folio_cache_info": rf"def \(cache_dir: {_OPT_STR} =\) -> {_DICT}",
     "class_cleanup_cache": (
-        rf"def \(older_than: (str \| float|Union\[str, float\]) =, cache_dir: {_OPT_STR} =\)"
-        rf" -> {_DICT}"
+        rf"def \(older_than: (str \| float|Union\[str, float\]) =, cache_dir: {_OPT_STR} =,"
+        rf" \*, dry_run: bool =\) -> {_DICT}"
     ),
     "folio_acache_info": rf"def \(cache_dir: {_OPT_STR} =\) -> {_CORO_DICT}",
     "acache_stats": _DICT,

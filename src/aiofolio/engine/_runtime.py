@@ -137,20 +137,25 @@ class Runtime(Folder):
         self.quota.set_total(result.total_after)
         return result
 
-    def cleanup(self, settings: Settings, older_than: float) -> evict.EvictionResult:
+    def cleanup(
+        self, settings: Settings, older_than: float, *, dry_run: bool = False
+    ) -> evict.EvictionResult:
         """Evict what was not read for ``older_than`` seconds (``cleanup_cache``)."""
-        result = evict.cleanup(self, self.inuse, settings, older_than)
-        self.quota.set_total(result.total_after)
+        result = evict.cleanup(self, self.inuse, settings, older_than, dry_run=dry_run)
+        if not dry_run:
+            self.quota.set_total(result.total_after)
         return result
 
     def info(self, settings: Settings) -> dict[str, Any]:
         """The folder at a glance (``cache_info``)."""
         return evict.info(self, self.inuse, settings)
 
-    def remove_bundles(self, urls: list[str]) -> int:
-        """Delete whole bundles and the blobs only they used; bytes freed."""
-        freed = evict.remove_bundles(self, self.inuse, urls)
-        self.quota.note(-freed)
+    def remove_bundles(self, urls: list[str], *, dry_run: bool = False) -> int:
+        """Delete whole bundles and the blobs only they used; bytes freed (``dry_run``: the
+        bytes it would free, nothing deleted)."""
+        freed = evict.remove_bundles(self, self.inuse, urls, dry_run=dry_run)
+        if not dry_run:
+            self.quota.note(-freed)
         return freed
 
 

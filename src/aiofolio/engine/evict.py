@@ -41,6 +41,7 @@ __all__ = [
     "find_orphans",
     "gather",
     "info",
+    "planned",
     "remove_bundles",
 ]
 
@@ -213,13 +214,31 @@ def enforce(
     return result
 
 
-def cleanup(rt: Folder, inuse: InUse, settings: Settings, older_than: float) -> EvictionResult:
-    """Evict every evictable blob not read for ``older_than`` seconds."""
+def cleanup(
+    rt: Folder, inuse: InUse, settings: Settings, older_than: float, *, dry_run: bool = False
+) -> EvictionResult:
+    """Evict every evictable blob not read for ``older_than`` seconds (``dry_run``: plan only,
+    the result says what would go)."""
     with cache_lock(rt.layout, LIMITS_LOCK, LOCK_TIMEOUT):
         plan = plan_cleanup(gather(rt, inuse, counts=False), older_than=older_than, now=time.time())
-        result = execute(rt, plan, log_evictions=settings.log_evictions)
+        if dry_run:
+            result = planned(plan)
+        else:
+            result = execute(rt, plan, log_evictions=settings.log_evictions)
     result.limit = settings.max_cache_size
     return result
+
+
+def planned(plan: Plan) -> EvictionResult:
+    """What carrying ``plan`` out would do, without doing it (a dry run)."""
+    return EvictionResult(
+        evicted=len(plan.evict),
+        items=[ref for group in plan.evict for ref in group.refs],
+        bytes_freed=plan.freed,
+        total_before=plan.total_before,
+        total_after=plan.total_after,
+        reached=plan.reached,
+    )
 
 
 def info(rt: Folder, inuse: InUse, settings: Settings) -> dict[str, Any]:
@@ -264,14 +283,27 @@ def info(rt: Folder, inuse: InUse, settings: Settings) -> dict[str, Any]:
     }
 
 
-def remove_bundles(rt: Folder, inuse: InUse, urls: Iterable[str]) -> int:
-    """Delete the records of ``urls`` and the blobs only they used; returns bytes freed."""
+def remove_bundles(rt: Folder, inuse: InUse, urls: Iterable[str], *, dry_run: bool = False) -> int:
+    """Delete the records of ``urls`` and the blobs only they used; returns bytes freed.
+
+    ``dry_run``: delete nothing; return the bytes the removal would free.
+    """
     urls = set(urls)
     dropped: set[str] = set()
     with cache_lock(rt.layout, LIMITS_LOCK, LOCK_TIMEOUT):
-        for record in rt.records.iter_records():
+        records = list(rt.records.iter_records())
+        for record in records:
             if record.url in urls:
                 dropped |= {rec.digest for rec in record.items.values()}
+        if dry_run:
+            still = {
+                rec.digest
+                for record in records
+                if record.url not in urls
+                for rec in record.items.values()
+            }
+            blobs = rt.blobs.scan()
+            return sum(blobs[d][0] for d in dropped - still - inuse.busy() if d in blobs)
         for url in urls:
             rt.records.delete(url)
         still = {

@@ -1,7 +1,8 @@
 """Moving tables between "included" and "referenced": the storage side of the large-file policy.
 
-Owns: :func:`convert_to_reference`, :func:`convert_to_included`, :func:`optimize_storage` and
-:func:`list_references`, the async work behind the ``DataFolio`` methods of the same names.
+Owns: :func:`convert_to_reference`, :func:`convert_to_included`, :func:`optimize_storage`,
+:func:`analyze_storage` (what it would do) and :func:`list_references`, the async work behind
+the ``DataFolio`` methods of the same names.
 Every change is one commit through :class:`~aiofolio.engine.session.BundleSession`'s optimistic
 write path (payload uploaded create-only, ``items.json`` published conditionally on the
 manifest we loaded), so a concurrent writer raises
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from aiofolio.engine.session import BundleSession
 
 __all__ = [
+    "analyze_storage",
     "convert_to_included",
     "convert_to_reference",
     "list_references",
@@ -391,13 +393,7 @@ async def optimize_storage(session: BundleSession, threshold: int) -> dict[str, 
     """
     manifest = session.require_manifest()
     before = owned_payload_bytes(manifest.items)
-    candidates = sorted(
-        name
-        for name, item in manifest.current_items().items()
-        if item.item_type == "included_table"
-        and not item.get("is_directory")
-        and is_large(item.size_bytes, threshold)
-    )
+    candidates = _candidates(manifest, threshold)
     converted: list[dict[str, Any]] = []
     for name in candidates:
         done = await convert_to_reference(session, name)
@@ -416,4 +412,49 @@ async def optimize_storage(session: BundleSession, threshold: int) -> dict[str, 
         "bytes_saved": saved,
         "bundle_bytes_before": before,
         "bundle_bytes_after": after,
+    }
+
+
+def _candidates(manifest: Manifest, threshold: int) -> list[str]:
+    """The current included tables :func:`optimize_storage` converts, by name."""
+    return sorted(
+        name
+        for name, item in manifest.current_items().items()
+        if item.item_type == "included_table"
+        and not item.get("is_directory")
+        and is_large(item.size_bytes, threshold)
+    )
+
+
+def analyze_storage(manifest: Manifest, threshold: int) -> dict[str, Any]:
+    """The seed's ``analyze`` report: included and referenced bytes, and what
+    :func:`optimize_storage` at ``threshold`` would convert (no I/O).
+
+    Returns:
+        ``{"total_bytes", "included": {"bytes", "items"}, "references": {"bytes", "items"},
+        "threshold", "suggestions": [{"name", "size_bytes"}, ...], "bytes_saved",
+        "percent_saved"}``: sizes of current items as the manifest records them (a
+        reference of unrecorded size counts 0); ``bytes_saved`` is what the suggestions take
+        out of the included bytes, ``percent_saved`` its share of ``total_bytes``.
+    """
+    current = manifest.current_items()
+    included = [i for i in current.values() if i.owns_payload]
+    references = [i for i in current.values() if i.is_reference]
+    inc_bytes = sum(i.size_bytes or 0 for i in included)
+    ref_bytes = sum(i.size_bytes or 0 for i in references)
+    suggestions = [
+        {"name": name, "size_bytes": current[name].size_bytes or 0}
+        for name in _candidates(manifest, threshold)
+    ]
+    suggestions.sort(key=lambda s: (-s["size_bytes"], s["name"]))
+    saved = sum(s["size_bytes"] for s in suggestions)
+    total = inc_bytes + ref_bytes
+    return {
+        "total_bytes": total,
+        "included": {"bytes": inc_bytes, "items": len(included)},
+        "references": {"bytes": ref_bytes, "items": len(references)},
+        "threshold": threshold,
+        "suggestions": suggestions,
+        "bytes_saved": saved,
+        "percent_saved": round(100.0 * saved / total, 1) if total else 0.0,
     }

@@ -323,9 +323,28 @@ class BlobStore:
         Returns:
             The number of files deleted.
         """
+        removed = 0
+        for path, _ in self.abandoned_temps(max_age_s):
+            try:
+                os.unlink(path)
+            except OSError:
+                continue
+            removed += 1
+        return removed
+
+    def abandoned_temps(
+        self, max_age_s: float = 3600.0, *, keep_resumable: bool = True
+    ) -> list[tuple[str, int]]:
+        """The temp files :meth:`sweep_temps` deletes, as ``(path, size)``; nothing is deleted.
+
+        Args:
+            max_age_s: As in :meth:`sweep_temps`.
+            keep_resumable: Keep resumable partial downloads and their sidecars (the rule
+                of :meth:`sweep_temps`); False lists them too, unless the download is live
+                (a temp file of a live process of this host).
+        """
         now = time.time()
         hard_max = max(_TEMP_HARD_MAX_AGE, max_age_s)
-        removed = 0
         entries: list[tuple[os.DirEntry[str], os.stat_result]] = []
         for entry in _scandir(self.layout.tmp_dir):
             try:
@@ -336,7 +355,7 @@ class BlobStore:
                 entries.append((entry, st))
         names = {entry.name for entry, _ in entries}
         resumable: set[str] = set()
-        for entry, st in entries:
+        for entry, st in entries if keep_resumable else ():
             if _RESUME_SIDECAR.fullmatch(entry.name) is None:
                 continue
             age = now - st.st_mtime
@@ -345,6 +364,7 @@ class BlobStore:
                 resumable.add(entry.name)
                 resumable.add(data)
         ours = f"-{HOST_TAG}."
+        found: list[tuple[str, int]] = []
         for entry, st in entries:
             if entry.name in resumable:
                 continue
@@ -355,12 +375,17 @@ class BlobStore:
                     continue  # a live download of this host
             elif age < max_age_s or (age < hard_max and pid is not None and pid_alive(pid)):
                 continue
-            try:
-                os.unlink(entry.path)
-            except OSError:
-                continue
-            removed += 1
-        return removed
+            found.append((entry.path, st.st_size))
+        if not keep_resumable:  # a live download's journal stays with its data file
+            listed = {os.path.basename(path) for path, _ in found}
+            kept = names - listed
+            found = [
+                (path, size)
+                for path, size in found
+                if _RESUME_SIDECAR.fullmatch(os.path.basename(path)) is None
+                or _sidecar_data(path) not in kept
+            ]
+        return found
 
 
 def _sidecar_data(path: str) -> str | None:
