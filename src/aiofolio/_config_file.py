@@ -33,8 +33,8 @@ class ConfigChange(NamedTuple):
         key: The ``config.json`` key written or removed (``limits.max_cache_size_bytes``).
         old: The value the file held before (parsed), or None when the key was absent.
         new: The value it holds now (parsed), or None when the key was removed.
-        old_text: ``old`` for people (``"100 GB"``), or ``"(not set)"``.
-        new_text: ``new`` for people, or ``"(not set)"``.
+        old_text: ``old`` for people (``"100 GB"``), or ``"not set"``.
+        new_text: ``new`` for people, or ``"not set"``.
     """
 
     setting: str
@@ -45,7 +45,7 @@ class ConfigChange(NamedTuple):
     new_text: str
 
 
-_NOT_SET = "(not set)"
+_NOT_SET = "not set"
 
 
 def file_key(setting: str) -> str:

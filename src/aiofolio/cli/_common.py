@@ -8,12 +8,13 @@ terminal" rule of destructive commands. It holds no cache logic: commands call t
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import enum
 import json
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -37,8 +38,10 @@ __all__ = [
     "Refused",
     "age_text",
     "exit_code_for",
+    "from_iso",
     "iso_time",
     "pass_cli",
+    "size_text",
     "split_names",
 ]
 
@@ -94,6 +97,20 @@ def age_text(ts: float | None, now: float | None = None) -> str:
     return "just now"
 
 
+def from_iso(text: str | None) -> float | None:
+    """An ISO 8601 time (as the library reports them) as a POSIX time; ``None`` stays."""
+    if not text:
+        return None
+    return _dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def size_text(size: float | None) -> str:
+    """A byte count for people (``"2.1 GB"``, decimal units); ``None`` is ``"unknown"``."""
+    from aiofolio.config import human_size
+
+    return "unknown" if size is None else human_size(size)
+
+
 def _json_default(value: object) -> object:
     if isinstance(value, (_dt.datetime, _dt.date)):
         return value.isoformat()
@@ -116,6 +133,42 @@ class CliContext:
     def interactive(self) -> bool:
         """Whether stdout is a terminal: colour and progress bars only then."""
         return self.out.is_terminal
+
+    @property
+    def bars(self) -> bool:
+        """Whether to draw progress bars: on stderr, when both stdout and stderr are terminals
+        and the output is not ``--json``."""
+        return not self.json and self.out.is_terminal and self.err.is_terminal
+
+    @contextlib.contextmanager
+    def byte_bar(self, description: str) -> Iterator[Callable[[int, int], None] | None]:
+        """A transient rich progress bar of bytes on stderr, as ``update(done, total)``
+        (callable from any thread); ``None`` when :attr:`bars` is False."""
+        if not self.bars:
+            yield None
+            return
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=self.err,
+            transient=True,
+        ) as progress:
+            task = progress.add_task(description, total=None)
+
+            def update(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            yield update
 
     def emit(self, data: object, human: Callable[[], None] | None = None) -> None:
         """Print a command's result: ``data`` as JSON with ``--json``, else ``human()``."""
