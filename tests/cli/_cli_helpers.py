@@ -13,6 +13,7 @@ import numpy as np
 
 from aiofolio import DataFolio
 from aiofolio.bundle import payload_path
+from aiofolio.store import CacheLayout
 from aiofolio.testing import FaultServer
 
 NAMES = ("alpha", "beta", "gamma")
@@ -66,17 +67,29 @@ class Run:
         return json.loads(self.out)
 
 
-def cache_files(cache_dir: Path) -> dict[str, bytes]:
-    """Every blob and record file of the cache folder, with its bytes."""
-    out: dict[str, bytes] = {}
+def cache_files(cache_dir: Path) -> dict[str, object]:
+    """Every blob (size, mtime) and record file (bytes) of the cache folder.
+
+    Blobs are not read: a read would move their atime (``relatime``), which is what the
+    cache's LRU and ``cleanup --older-than`` look at.
+    """
+    out: dict[str, object] = {}
     for area in ("blobs", "bundles"):
         for p in sorted((cache_dir / "v1" / area).rglob("*")):
             if p.is_file():
-                out[str(p.relative_to(cache_dir))] = p.read_bytes()
+                st = p.stat()
+                key = str(p.relative_to(cache_dir))
+                out[key] = (st.st_size, st.st_mtime_ns) if area == "blobs" else p.read_bytes()
     return out
 
 
 def blob_of(folio: DataFolio, name: str) -> Path:
-    status = folio.cache_status(name)
-    assert status["cached"], status
-    return Path(status["cache_path"])
+    """The blob holding ``name``'s cached bytes (found by listing, so no path is handed out)."""
+    for bundle in DataFolio.list_cache():
+        for item in bundle.items:
+            if bundle.url == folio.path and item.name == name:
+                assert item.present, item
+                return (
+                    CacheLayout(folio.settings.cache_dir).blobs_dir / item.digest[:2] / item.digest
+                )
+    raise AssertionError(f"{name} is not cached")

@@ -78,10 +78,11 @@ def exit_code_for(exc: BaseException) -> ExitCode:
 
 
 def iso_time(ts: float | None) -> str | None:
-    """A POSIX time as ISO 8601 in UTC (``None`` stays ``None``): the ``--json`` time format."""
+    """A POSIX time as ISO 8601 in UTC with a ``Z`` (``None`` stays): the ``--json`` format."""
     if ts is None:
         return None
-    return _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc).isoformat()
+    text = _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc).isoformat()
+    return text.replace("+00:00", "Z")  # as the library writes them (cache_info)
 
 
 def age_text(ts: float | None, now: float | None = None) -> str:
