@@ -571,7 +571,7 @@ def config(
         ],
     }
 
-    def human() -> None:
+    def changes_text() -> None:
         if not done:
             click.echo("Nothing changed")
         for c in done:
@@ -585,7 +585,7 @@ def config(
             else:
                 click.echo(f"Updated {c.setting}: {c.new_text} (was {c.old_text})")
 
-    cli.emit(data, human)
+    cli.emit(data, changes_text)
 
 
 # -- verify ---------------------------------------------------------------------------------------

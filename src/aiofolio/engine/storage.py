@@ -442,12 +442,10 @@ def analyze_storage(manifest: Manifest, threshold: int) -> dict[str, Any]:
     references = [i for i in current.values() if i.is_reference]
     inc_bytes = sum(i.size_bytes or 0 for i in included)
     ref_bytes = sum(i.size_bytes or 0 for i in references)
-    suggestions = [
-        {"name": name, "size_bytes": current[name].size_bytes or 0}
-        for name in _candidates(manifest, threshold)
-    ]
-    suggestions.sort(key=lambda s: (-s["size_bytes"], s["name"]))
-    saved = sum(s["size_bytes"] for s in suggestions)
+    sizes = {name: current[name].size_bytes or 0 for name in _candidates(manifest, threshold)}
+    order = sorted(sizes, key=lambda name: (-sizes[name], name))
+    suggestions = [{"name": name, "size_bytes": sizes[name]} for name in order]
+    saved = sum(sizes.values())
     total = inc_bytes + ref_bytes
     return {
         "total_bytes": total,
