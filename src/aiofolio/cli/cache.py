@@ -422,7 +422,8 @@ def cleanup(
             )
         )
     if orphaned:
-        plans["orphaned"] = folio.cleanup_orphaned_caches(cli.cache_dir, dry_run=True)
+        gone = folio.cleanup_orphaned_caches(cli.cache_dir, dry_run=True)["removed"]
+        plans["orphaned"] = folio.clear_bundle_caches(gone, cli.cache_dir, dry_run=True)
         lines.append(
             (
                 "orphaned",
