@@ -130,7 +130,7 @@ def test_edit_cache_config_validates_and_writes_atomically(cache_dir: Path) -> N
     assert DataFolio.cache_config().sources["max_cache_size"] == "default"
 
     path.write_text('{"limits": {"max_cache_size_bytes": "nonsense"}}')
-    with pytest.raises(ConfigError, match="config.json key limits.max_cache_size_bytes"):
+    with pytest.raises(ConfigError, match=r"config\.json key limits\.max_cache_size_bytes"):
         DataFolio.edit_cache_config(hard_limit=True)
     assert json.loads(path.read_text()) == {"limits": {"max_cache_size_bytes": "nonsense"}}
     assert not [p for p in cache_dir.iterdir() if p.suffix == ".part"]

@@ -183,3 +183,60 @@ def test_cache_dir_prints_the_root_only(proc: Any, cache_dir: Path, tmp_path: Pa
     env = {"AIOFOLIO_CACHE_DIR": str(other)}
     assert proc("cache", "dir", cache=False, env=env).out == f"{other}\n"
     assert not other.exists()  # printing the root creates nothing
+
+
+def _at_a_terminal(args: list[str], answer: bytes, cwd: Path) -> tuple[int, str]:
+    """Run the command with stdin, stdout and stderr on a pseudo-terminal; answer its question."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "aiofolio.cli", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=loopback_env({"COLUMNS": "200", "TERM": "xterm"}),
+        cwd=cwd,
+    )
+    os.close(slave)
+    seen = b""
+    answered = False
+    try:
+        for _ in range(600):  # at most 60 s
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            if not answered and b"Continue?" in seen:
+                os.write(master, answer)
+                answered = True
+            if child.poll() is not None and not ready:
+                break
+        code = child.wait(timeout=30)
+    finally:
+        os.close(master)
+        if child.poll() is None:
+            child.kill()
+    return code, seen.decode(errors="replace")
+
+
+def test_clear_asks_at_a_terminal(
+    remote: Remote, proc: Any, cache_dir: Path, tmp_path: Path
+) -> None:
+    assert proc("warm", remote.url).code == 0
+    before = cache_files(cache_dir)
+    args = ["--cache-dir", str(cache_dir), "cache", "clear", remote.url]
+    code, text = _at_a_terminal(args, b"n\n", tmp_path)
+    assert code == 2
+    assert "Continue? [y/N]" in text
+    assert cache_files(cache_dir) == before
+    code, text = _at_a_terminal(args, b"y\n", tmp_path)
+    assert code == 0, text
+    assert "Removed" in text
+    assert not any(k.startswith("v1/blobs/") for k in cache_files(cache_dir))

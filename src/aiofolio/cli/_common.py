@@ -211,6 +211,14 @@ class AiofolioGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
+        except BrokenPipeError:
+            # The reader went away (`aiofolio cache list | head`): no error message for it,
+            # and none at exit when Python flushes stdout.
+            import os
+
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(int(ExitCode.FAILURE))
         except (AiofolioError, OSError, ValueError, KeyError, TypeError) as exc:
             cli = ctx.find_object(CliContext) or CliContext()
             cli.fail(exc)

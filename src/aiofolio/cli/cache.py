@@ -43,7 +43,22 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-@click.group("cache")
+class _CacheGroup(click.Group):
+    """The ``cache`` group, with ``ls`` as an alias of ``list`` (not listed twice in help)."""
+
+    aliases = {"ls": "list"}
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, self.aliases.get(cmd_name, cmd_name))
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        return (command.name if command is not None else name), command, rest
+
+
+@click.group("cache", cls=_CacheGroup)
 def cache() -> None:
     """Inspect and manage the local cache folder."""
 
@@ -262,7 +277,10 @@ def _table(rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> None:
 def list_(
     cli: CliContext, per_item: bool, filters: tuple[str, ...], sort: str, limit: int | None
 ) -> None:
-    """Cached bundles (URL, size, items, last access), or with --items one row per item."""
+    """Cached bundles (URL, size, items, last access), or with --items one row per item.
+
+    Alias: ls.
+    """
     parsed = [_parse_filter(f, per_item) for f in filters]
     key, descending = _parse_sort(sort)
     bundles = _folio().list_cache(cli.cache_dir)
@@ -659,5 +677,4 @@ def dir_(cli: CliContext) -> None:
 
 def register(main: click.Group) -> None:
     """Add ``aiofolio cache`` to the ``aiofolio`` group."""
-    cache.add_command(list_, "ls")  # the alias
     main.add_command(cache)
