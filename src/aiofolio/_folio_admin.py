@@ -104,11 +104,15 @@ def _incomplete(cache_dir: str | None, dry_run: bool) -> dict[str, Any]:
     }
 
 
-def _edit(cache_dir: str | None, settings: dict[str, Any]) -> list[ConfigChange]:
-    from aiofolio._config_file import edit_config_file
+def _edit(cache_dir: str | None, settings: dict[str, Any], remove: list[str]) -> list[ConfigChange]:
+    import os
 
-    folder = resolved_for(cache_dir).settings.cache_dir if cache_dir is None else cache_dir
-    return edit_config_file(folder, settings)
+    from aiofolio._config_file import edit_config_file
+    from aiofolio.config import UNSET
+
+    # The file settings are read from (its folder's cache_dir key may point elsewhere).
+    folder = os.path.dirname(resolved_for(cache_dir).config_file)
+    return edit_config_file(folder, {**settings, **dict.fromkeys(remove, UNSET)})
 
 
 class AdminMethods:
@@ -240,13 +244,17 @@ class AdminMethods:
         return await _portal.acall(_threaded(resolved_for, cache_dir))
 
     @classmethod
-    def edit_cache_config(cls, cache_dir: str | None = None, **settings: Any) -> list[ConfigChange]:
+    def edit_cache_config(
+        cls, cache_dir: str | None = None, *, remove: Iterable[str] = (), **settings: Any
+    ) -> list[ConfigChange]:
         """Set settings in ``<cache_dir>/config.json`` (validated, written atomically).
 
-        ``edit_cache_config(max_cache_size="100GB", cache_ttl="30m")``; a value of
-        ``aiofolio.config.UNSET`` removes the key (the setting falls back to its default).
-        Processes that resolve settings afterwards (a new folio, ``cache_info()``) see the
-        new values, unless a higher layer (env var, ``configure_cache``) sets them.
+        ``edit_cache_config(max_cache_size="100GB", cache_ttl="30m")`` sets them (the forms
+        ``configure_cache`` takes; ``None`` where a setting allows it, e.g. unlimited);
+        ``remove=["cache_enabled"]`` deletes keys (those settings fall back to their default).
+        Other keys of the file are kept. Processes that resolve settings afterwards (a new
+        folio, ``cache_info()``) see the new values, unless a higher layer (env var,
+        ``configure_cache``) sets them.
 
         Returns:
             A :class:`~aiofolio.ConfigChange` per setting whose stored value changed.
@@ -255,14 +263,14 @@ class AdminMethods:
             ConfigError: an unknown setting, a bad value, or an invalid existing file;
                 nothing was written.
         """
-        return _portal.call(_threaded(_edit, cache_dir, dict(settings)))
+        return _portal.call(_threaded(_edit, cache_dir, dict(settings), list(remove)))
 
     @classmethod
     async def aedit_cache_config(
-        cls, cache_dir: str | None = None, **settings: Any
+        cls, cache_dir: str | None = None, *, remove: Iterable[str] = (), **settings: Any
     ) -> list[ConfigChange]:
         """Async twin of :meth:`edit_cache_config`."""
-        return await _portal.acall(_threaded(_edit, cache_dir, dict(settings)))
+        return await _portal.acall(_threaded(_edit, cache_dir, dict(settings), list(remove)))
 
     def analyze_storage(self, threshold: int | str | None = None) -> dict[str, Any]:
         """What :meth:`optimize_storage` at ``threshold`` would convert, and the bundle's

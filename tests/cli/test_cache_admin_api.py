@@ -15,7 +15,6 @@ import pytest
 from _cli_helpers import NAMES, Remote, blob_of, value
 
 from aiofolio import ConfigError, DataFolio
-from aiofolio.config import UNSET
 
 
 def test_list_cache_describes_bundles_and_items(remote: Remote, cache_dir: Path) -> None:
@@ -124,10 +123,11 @@ def test_edit_cache_config_validates_and_writes_atomically(cache_dir: Path) -> N
         DataFolio.edit_cache_config(max_size="1GB")
     assert path.read_bytes() == written
 
-    [removed] = DataFolio.edit_cache_config(max_cache_size=UNSET)
+    [removed] = DataFolio.edit_cache_config(remove=["max_cache_size"])
     assert removed.new is None
     assert "limits" not in json.loads(path.read_text())
     assert DataFolio.cache_config().sources["max_cache_size"] == "default"
+    assert DataFolio.edit_cache_config(remove=["max_cache_size"]) == []
 
     path.write_text('{"limits": {"max_cache_size_bytes": "nonsense"}}')
     with pytest.raises(ConfigError, match=r"config\.json key limits\.max_cache_size_bytes"):

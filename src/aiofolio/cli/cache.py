@@ -486,8 +486,8 @@ def cleanup(
             )
         if "incomplete" in plans:
             done["incomplete"] = folio.cleanup_incomplete(cli.cache_dir)
-    else:
-        done = plans
+    else:  # nothing to remove
+        done = {k: {**p, "dry_run": False} if "dry_run" in p else p for k, p in plans.items()}
     total = sum(p["bytes_freed"] for p in done.values())
     cli.emit({"dry_run": False, "bytes_freed": total, **done}, report("Removed", done))
 
@@ -533,8 +533,6 @@ def config(
 ) -> None:
     """Without options, every setting with its value and source; with options, edit
     <cache_dir>/config.json (atomically) and print what changed."""
-    from aiofolio.config import UNSET
-
     folio = _folio()
     changes: dict[str, Any] = {}
     if max_size is not None:
@@ -545,9 +543,12 @@ def config(
         changes["cache_ttl"] = ttl
     if policy is not None:
         changes["eviction_policy"] = policy
-    if disable is not None:
-        changes["cache_enabled"] = False if disable else UNSET
-    if not changes:
+    remove: list[str] = []
+    if disable:
+        changes["cache_enabled"] = False
+    elif disable is not None:
+        remove.append("cache_enabled")
+    if not changes and not remove:
         resolved = folio.cache_config(cli.cache_dir)
         rows = resolved.rows()
         data = {
@@ -571,7 +572,7 @@ def config(
 
         cli.emit(data, human)
         return
-    done = folio.edit_cache_config(cli.cache_dir, **changes)
+    done = folio.edit_cache_config(cli.cache_dir, remove=remove, **changes)
     resolved = folio.cache_config(cli.cache_dir)
     for change in done:  # a higher layer still wins over the file
         source = resolved.sources.get(change.setting, "default")
