@@ -229,9 +229,15 @@ def _at_a_terminal(args: list[str], answer: bytes, cwd: Path) -> tuple[int, str]
 def test_clear_asks_at_a_terminal(
     remote: Remote, proc: Any, cache_dir: Path, tmp_path: Path
 ) -> None:
-    assert proc("warm", remote.url).code == 0
+    root = ["--cache-dir", str(cache_dir)]
+    code, text = _at_a_terminal([*root, "warm", remote.url], b"", tmp_path)
+    assert code == 0, text
+    assert "warming bundle" in text  # the progress bar, drawn at a terminal
+    code, text = _at_a_terminal([*root, "cache", "verify"], b"", tmp_path)
+    assert code == 0, text
+    assert "Checked 3 blobs" in text
     before = cache_files(cache_dir)
-    args = ["--cache-dir", str(cache_dir), "cache", "clear", remote.url]
+    args = [*root, "cache", "clear", remote.url]
     code, text = _at_a_terminal(args, b"n\n", tmp_path)
     assert code == 2
     assert "Continue? [y/N]" in text
