@@ -324,6 +324,26 @@ def test_copy_hard_links_where_the_filesystem_allows(lab: Lab, world: Path) -> N
     assert listing(lab.shared) == before  # the link is a name in our folder, not in the tier
 
 
+def test_a_copy_the_hard_limit_refuses_is_skipped_and_the_tier_serves(
+    lab: Lab, world: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lab.warm()
+    local = world / "tight"
+    folio = lab.reader(local, shared_cache_copy=True, hard_limit=True, max_cache_size=4096)
+    lab.proxy.stats.reset()
+    with caplog.at_level(logging.WARNING, logger="aiofolio.cache"):
+        np.testing.assert_array_equal(folio.get("array"), ARRAY)  # 480 KB: does not fit
+    assert any("skipped" in r.getMessage() for r in caplog.records)
+    assert lab.payload_requests() == []
+    status = folio.cache_status("array")
+    assert status["cached"] is False
+    assert status["shared_cache_path"] is not None
+    assert folio.cache_stats()["shared_hits"] == 1
+    assert folio.get("config") == CONFIG  # small: copied
+    assert folio.cache_status("config")["cached"] is True
+    assert len(_local_blobs(local)) == 1
+
+
 # -- verification --------------------------------------------------------------------------------
 def test_a_corrupt_shared_blob_is_skipped_with_a_warning_and_downloaded(
     lab: Lab, world: Path, caplog: pytest.LogCaptureFixture
@@ -486,14 +506,17 @@ def test_a_local_datafolio_bundle_over_http_is_found_by_its_checksums(
     # "moment" has no checksum: the tier serves it only if a digest verified its download.
     unchecked = {n for n in names if admin.get_item(n).checksum is None}
     assert unchecked == {"moment"}
-    trusted = admin.cache_status("moment")["verified_by"] != "size and version only"
+    # The file server states no digest (no Content-MD5): nothing but size and version
+    # verified the tier's copy of "moment", so the tier's record is not trusted for it.
+    assert admin.cache_status("moment")["verified_by"] == "size and version only"
     before = listing(shared)
     http_server.stats.reset()
     folio = DataFolio(url, cache_dir=str(world / "local"), shared_cache_dir=str(shared))
     for name in names:
         assert_same(folio.get(name), bundle.expected[name])
     payload = [r.path for r in http_server.stats.records() if not r.path.endswith("items.json")]
-    assert payload == ([] if trusted else ["/df/" + payload_path(folio.get_item("moment"))])
+    assert payload == ["/df/" + payload_path(folio.get_item("moment"))]  # downloaded
     stats = folio.cache_stats()
-    assert stats["shared_hits"] == len(names) - (0 if trusted else 1)
+    assert stats["shared_hits"] == len(names) - 1
+    assert stats["misses"] == 1
     assert listing(shared) == before
