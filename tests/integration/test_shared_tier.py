@@ -344,6 +344,21 @@ def test_a_copy_the_hard_limit_refuses_is_skipped_and_the_tier_serves(
     assert len(_local_blobs(local)) == 1
 
 
+def test_a_large_item_the_policy_streams_is_read_from_the_tier_and_never_copied(
+    lab: Lab, world: Path
+) -> None:
+    lab.warm()
+    local = world / "small-disk"
+    folio = lab.reader(
+        local, shared_cache_copy=True, cache_large_files=False, large_file_threshold=100_000
+    )
+    lab.proxy.stats.reset()
+    np.testing.assert_array_equal(folio.get("array"), ARRAY)  # 480 KB: "large" here
+    assert lab.payload_requests() == []
+    assert folio.cache_stats()["shared_hits"] == 1
+    assert _local_blobs(local) == {}  # not copied: the policy keeps it out of the local tier
+
+
 # -- verification --------------------------------------------------------------------------------
 def test_a_corrupt_shared_blob_is_skipped_with_a_warning_and_downloaded(
     lab: Lab, world: Path, caplog: pytest.LogCaptureFixture
