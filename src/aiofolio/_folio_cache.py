@@ -243,7 +243,7 @@ class CacheMethods:
         Accepts any setting name (``cache_ttl="30m"``, ``max_cache_size="50GB"``, ...) and the
         seed's spellings: ``enabled`` (``cache_enabled``), ``default_ttl`` (``cache_ttl``),
         ``stale_warning`` (False silences :class:`~aiofolio.StaleDataWarning`) and
-        ``shared_cache_priority`` (only ``"fallback"``; shared caches are not supported). A bad
+        ``shared_cache_priority`` (``"fallback"`` or ``"first"``, a setting). A bad
         name or value raises :class:`~aiofolio.errors.ConfigError`. Folios opened after the
         call use them.
         """

@@ -34,7 +34,7 @@ def seed_spellings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """``configure_cache`` arguments with the seed's names turned into settings.
 
     ``stale_warning=False`` silences :class:`StaleDataWarning` (a warnings filter, for the
-    process); ``shared_cache_priority`` must be ``"fallback"`` and is otherwise ignored.
+    process); ``shared_cache_priority`` is the setting of that name.
 
     Raises:
         ConfigError: a seed name given twice (with its setting name too), or a bad value.
@@ -52,12 +52,6 @@ def seed_spellings(settings: Mapping[str, Any]) -> dict[str, Any]:
         warnings.filterwarnings(
             "default" if value else "ignore", category=StaleDataWarning, append=False
         )
-    if "shared_cache_priority" in out:
-        value = out.pop("shared_cache_priority")
-        if value != "fallback":
-            raise ConfigError(
-                f"configure_cache: shared_cache_priority must be 'fallback', not {value!r}"
-            )
     return out
 
 

@@ -71,6 +71,7 @@ __all__ = [
     "ResolvedSettings",
     "SettingRow",
     "Settings",
+    "SharedPriority",
     "UnsetType",
     "apply_logging",
     "configure",
@@ -90,6 +91,7 @@ __all__ = [
 CacheMode = Literal["read-write", "read-only", "write-through", "offline", "disabled"]
 EvictionPolicy = Literal["lru", "lfu", "fifo"]
 ChecksumAlgorithm = Literal["md5", "xxh3_128", "sha256"]
+SharedPriority = Literal["fallback", "first"]
 
 CONFIG_FILE_NAME: Final = "config.json"
 
@@ -369,7 +371,7 @@ _Coerce = Callable[[object, str], object]
 
 
 class _Spec(NamedTuple):
-    kind: str  # bool, auto_bool, size, duration, int, float, choice, path, level, unsupported
+    kind: str  # bool, auto_bool, size, duration, int, float, choice, path, level
     coerce: _Coerce  # (value, source) -> parsed value; raises ConfigError
     types: tuple[type, ...]  # runtime types a Settings field may hold (besides None)
     nullable: bool
@@ -513,20 +515,6 @@ def _level_spec() -> _Spec:
         raise _fail(source, value, accepted)
 
     return _Spec("level", coerce, (str,), False, accepted)
-
-
-def _unsupported_spec(name: str) -> _Spec:
-    accepted = "None/null/'none' only (not supported yet)"
-
-    def coerce(value: object, source: str) -> None:
-        if value is None or (isinstance(value, str) and _word(value) == "none"):
-            return None
-        raise ConfigError(
-            f"{source}: {name} is not supported yet (got {value!r}); leave it unset or set it to "
-            "None/null/'none'"
-        )
-
-    return _Spec("unsupported", coerce, (str,), True, accepted)
 
 
 _LOCAL_SCHEMES: Final = frozenset({"file", "local", "memory"})
@@ -805,13 +793,35 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     shared_cache_dir: Annotated[
         str | None,
         SettingRow(
-            spec=_unsupported_spec("shared_cache_dir"),
-            help="A read-only shared (institutional) cache tier: not supported yet; any value "
-            "but ``None`` is a ``ConfigError`` naming where it was set.",
+            spec=_path_spec(nullable=True),
+            help="A read-only shared (institutional) cache tier with the cache layout, filled by "
+            "pointing an administrator's ``cache_dir`` at it; a read looks its blob up there "
+            "before downloading and never writes, locks or touches anything in it; ``None`` "
+            "= no shared tier.",
             env=("AIOFOLIO_SHARED_CACHE_DIR",),
             file=("advanced.shared_cache_dir",),
         ),
     ] = None
+    shared_cache_priority: Annotated[
+        SharedPriority,
+        SettingRow(
+            spec=_choice_spec(get_args(SharedPriority)),
+            help="``fallback``: the local cache first, then the shared tier; ``first``: the "
+            "shared tier before the local cache (only with ``shared_cache_dir``).",
+            env=("AIOFOLIO_SHARED_CACHE_PRIORITY",),
+            file=("advanced.shared_cache_priority",),
+        ),
+    ] = "fallback"
+    shared_cache_copy: Annotated[
+        bool,
+        SettingRow(
+            spec=_bool_spec(),
+            help="Copy a shared-tier hit into the local cache (a hard link where the filesystem "
+            "allows it), under the size limits, so later reads are local hits.",
+            env=("AIOFOLIO_SHARED_CACHE_COPY",),
+            file=("advanced.shared_cache_copy",),
+        ),
+    ] = False
     retry_attempts: Annotated[
         int,
         SettingRow(

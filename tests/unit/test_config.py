@@ -291,7 +291,7 @@ def test_settings_is_frozen() -> None:
 
 def test_setting_names_match_struct_fields() -> None:
     assert [f.name for f in msgspec.structs.fields(Settings)] == list(SETTING_NAMES)
-    assert len(SETTING_NAMES) == 31
+    assert len(SETTING_NAMES) == 33
     assert SETTING_NAMES[:3] == ("cache_enabled", "cache_dir", "cache_ttl")
 
 
@@ -436,6 +436,8 @@ ENV_CASES: list[tuple[str, str, str, object]] = [
     ("AIOFOLIO_CACHE_LARGE_FILES", "no", "cache_large_files", False),
     ("AIOFOLIO_STREAM_LARGE_FILES", "yes", "stream_large_files", True),
     ("AIOFOLIO_SHARED_CACHE_DIR", "none", "shared_cache_dir", None),
+    ("AIOFOLIO_SHARED_CACHE_PRIORITY", "FIRST", "shared_cache_priority", "first"),
+    ("AIOFOLIO_SHARED_CACHE_COPY", "true", "shared_cache_copy", True),
     ("AIOFOLIO_RETRY_ATTEMPTS", "3", "retry_attempts", 3),
     ("AIOFOLIO_RETRY_MAX_TIME", "2m", "retry_max_time", 120.0),
     ("AIOFOLIO_CONNECT_TIMEOUT", "5", "connect_timeout", 5.0),
@@ -647,6 +649,8 @@ FULL_FILE: dict[str, Any] = {
     "advanced": {
         "content_addressable_storage": False,
         "shared_cache_dir": None,
+        "shared_cache_priority": "first",
+        "shared_cache_copy": True,
         "offline_mode": False,
         "hit_fast_path": False,
         "allow_local_references": True,
@@ -682,6 +686,8 @@ FULL_FILE_EXPECTED: dict[str, object] = {
     "log_evictions": False,
     "progress": False,
     "shared_cache_dir": None,
+    "shared_cache_priority": "first",
+    "shared_cache_copy": True,
     "hit_fast_path": False,
     "allow_local_references": True,
 }
@@ -1274,61 +1280,70 @@ def test_apply_logging_uses_the_source_not_the_value(aiofolio_logger: logging.Lo
 
 
 # --------------------------------------------------------------------------------------------
-# shared_cache_dir: not supported yet, from any layer
+# the shared read-only tier: shared_cache_dir, shared_cache_priority, shared_cache_copy
 
 
-def _shared_error(excinfo: pytest.ExceptionInfo[ConfigError], source: str) -> None:
-    message = str(excinfo.value)
-    assert message.startswith(f"{source}: shared_cache_dir is not supported yet"), message
-    assert "'/shared'" in message
+def test_shared_tier_settings_from_every_layer(default_dir: Path, tmp_path: Path) -> None:
+    path = write_config(
+        default_dir,
+        {
+            "advanced": {
+                "shared_cache_dir": "/lab/cache",
+                "shared_cache_priority": "first",
+                "shared_cache_copy": True,
+            }
+        },
+    )
+    resolved = resolve_settings(environ={})
+    s = resolved.settings
+    assert (s.shared_cache_dir, s.shared_cache_priority, s.shared_cache_copy) == (
+        "/lab/cache",
+        "first",
+        True,
+    )
+    assert resolved.sources["shared_cache_dir"] == f"file:{path}"
+    environ = {
+        "AIOFOLIO_SHARED_CACHE_DIR": str(tmp_path / "env"),
+        "AIOFOLIO_SHARED_CACHE_PRIORITY": "Fallback",
+        "AIOFOLIO_SHARED_CACHE_COPY": "no",
+    }
+    s = resolve_settings(environ=environ).settings
+    assert (s.shared_cache_dir, s.shared_cache_priority, s.shared_cache_copy) == (
+        str(tmp_path / "env"),
+        "fallback",
+        False,
+    )
+    configure(shared_cache_dir="~/lab")
+    resolved = resolve_settings(constructor={"shared_cache_priority": "first"}, environ=environ)
+    assert resolved.settings.shared_cache_dir == os.path.expanduser("~/lab")
+    assert resolved.sources["shared_cache_dir"] == "configure_cache"
+    assert resolved.settings.shared_cache_priority == "first"
 
 
-def test_shared_cache_dir_from_a_call_or_constructor_argument() -> None:
+def test_shared_tier_defaults() -> None:
+    s = resolve_settings(environ={}).settings
+    assert s.shared_cache_dir is None
+    assert s.shared_cache_priority == "fallback"
+    assert s.shared_cache_copy is False
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("shared_cache_priority", "primary"), ("shared_cache_dir", ""), ("shared_cache_copy", "x")],
+)
+def test_shared_tier_bad_values_name_their_source(name: str, value: str) -> None:
     with pytest.raises(ConfigError) as info:
-        resolve_settings(call={"shared_cache_dir": "/shared"}, environ={})
-    _shared_error(info, "call argument shared_cache_dir")
-    with pytest.raises(ConfigError) as info:
-        resolve_settings(constructor={"shared_cache_dir": "/shared"}, environ={})
-    _shared_error(info, "constructor argument shared_cache_dir")
+        resolve_settings(call={name: value}, environ={})
+    assert str(info.value).startswith(f"call argument {name}: invalid value"), str(info.value)
 
 
-def test_shared_cache_dir_from_a_folio_constructor(tmp_path: Path) -> None:
+def test_seed_configure_cache_takes_the_shared_tier(tmp_path: Path) -> None:
     from aiofolio import DataFolio
 
-    with pytest.raises(ConfigError) as info:
-        DataFolio(tmp_path / "a", shared_cache_dir="/shared")
-    _shared_error(info, "constructor argument shared_cache_dir")
-    assert not (tmp_path / "a").exists()
-
-
-def test_shared_cache_dir_from_env() -> None:
-    with pytest.raises(ConfigError) as info:
-        resolve_settings(environ={"AIOFOLIO_SHARED_CACHE_DIR": "/shared"})
-    _shared_error(info, "env AIOFOLIO_SHARED_CACHE_DIR")
-
-
-def test_shared_cache_dir_from_the_config_file(default_dir: Path) -> None:
-    path = write_config(default_dir, {"advanced": {"shared_cache_dir": "/shared"}})
-    with pytest.raises(ConfigError) as info:
-        resolve_settings(environ={})
-    _shared_error(info, f"file {path} key advanced.shared_cache_dir")
-    # Like any bad file value, it is reported even when a higher layer says none.
-    with pytest.raises(ConfigError) as info:
-        resolve_settings(environ={"AIOFOLIO_SHARED_CACHE_DIR": "none"})
-    _shared_error(info, f"file {path} key advanced.shared_cache_dir")
-
-
-def test_shared_cache_dir_from_configure() -> None:
-    with pytest.raises(ConfigError) as info:
-        configure(shared_cache_dir="/shared")
-    _shared_error(info, "configure_cache argument shared_cache_dir")
-    assert configured_settings() == {}
-
-
-def test_shared_cache_dir_in_settings_directly() -> None:
-    with pytest.raises(ConfigError) as info:
-        Settings(cache_dir="/c", shared_cache_dir="/shared")
-    _shared_error(info, "Settings(shared_cache_dir=...)")
+    DataFolio.configure_cache(shared_cache_dir=str(tmp_path / "lab"), shared_cache_priority="first")
+    s = resolve_settings(environ={}).settings
+    assert s.shared_cache_dir == str(tmp_path / "lab")
+    assert s.shared_cache_priority == "first"
 
 
 @pytest.mark.parametrize("value", [None, "none", " None "])

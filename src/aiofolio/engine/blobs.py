@@ -12,6 +12,8 @@ by its :class:`~aiofolio.engine.publish.Publisher`. Rules it keeps:
   released by the kernel). Correctness never needs the lock: publishing is an atomic rename
   of verified, content-addressed bytes.
 * A referenced (external, mutable) table's copy is revalidated by one ``stat`` after the TTL.
+* With ``shared_cache_dir``, the shared read-only tier (:mod:`aiofolio.engine.shared`) is asked
+  after the local tier (or before it, ``shared_cache_priority="first"``), before any download.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from aiofolio.bundle import Item, payload_path, version_token
 from aiofolio.engine._runtime import BundleScope, in_thread
 from aiofolio.engine.fetch import INLINE_MAX
 from aiofolio.engine.publish import Publisher, chunking_of
+from aiofolio.engine.shared import SharedTier
 from aiofolio.errors import AiofolioError, ChecksumMismatchError, NotCachedError
 from aiofolio.policy import Decision, decide, rehash_on_hit
 from aiofolio.store import (
@@ -77,6 +80,11 @@ class BlobCache:
         self.url = scope.url
         self.rt = scope.rt
         self.publisher = Publisher(scope)
+        self.shared = (
+            SharedTier(scope, self.verify, self.publisher)
+            if scope.settings.shared_cache_dir is not None
+            else None
+        )
 
     # -- looking up ---------------------------------------------------------------------------
     def cached_item(self, item: Item) -> ItemRecord | None:
@@ -85,6 +93,10 @@ class BlobCache:
         if rec is None or _base_token(rec) != version_token(item):
             return None
         return rec
+
+    def in_shared(self, item: Item) -> bool:
+        """Whether the shared tier has a blob of ``item`` (a few ``stat`` calls; unverified)."""
+        return self.shared is not None and self.shared.find(item) is not None
 
     def verify(self, path: Path, rec: ItemRecord, full: bool) -> bool:
         """Whether the blob at ``path`` still holds ``rec``'s bytes (blocking for big blobs)."""
@@ -122,9 +134,12 @@ class BlobCache:
         and a fast hash of at most 256 KiB. It never downloads, repairs or waits, so it is safe
         from any thread; None means "ask :meth:`blob_for`".
         """
+        shared = self.shared
+        if shared is not None and shared.first and (path := shared.hit_now(item)) is not None:
+            return path
         rec = self.cached_item(item)
         if rec is None or rec.size > INLINE_MAX:
-            return None
+            return None if shared is None or shared.first else shared.hit_now(item)
         path = self.rt.blobs.path(rec.digest)
         if not self.verify(path, rec, False):
             return None
@@ -140,6 +155,9 @@ class BlobCache:
             ChecksumMismatchError: the download did not verify twice, or (``strict_mode``) the
                 cached blob is corrupt.
         """
+        shared = self.shared  # the shared tier: before (``first``) or after the local one
+        if shared is not None and shared.first and (path := await shared.hit(item)) is not None:
+            return path
         rec = self.cached_item(item)  # in memory: no thread hop
         if rec is not None:
             path = self.rt.blobs.path(rec.digest)
@@ -152,6 +170,8 @@ class BlobCache:
                 return path
             if path.exists():
                 await self._drop_corrupt(item, rec, path)
+        if shared is not None and not shared.first and (path := await shared.hit(item)):
+            return path
         if self.scope.offline:
             raise NotCachedError(
                 f"offline, and item {item.name!r} of {self.url} is not in the cache"
@@ -393,7 +413,8 @@ class BlobCache:
             self.rt.records.drop_items(self.url, {name: None})
 
     def status(self, item: Item, last_check: float | None) -> dict[str, Any]:
-        """The seed's ``cache_status`` keys for one item (verifies the blob's hash; blocking).
+        """The seed's ``cache_status`` keys for one item (verifies the blob's hash; blocking),
+        and ``shared_cache_path`` with a shared tier.
 
         Args:
             last_check: when the bundle's manifest was last checked (None: never).
@@ -406,8 +427,15 @@ class BlobCache:
             else max(0.0, last_check + ttl - self.scope.clock())
         )
         access = self.rt.stats.access_counts(self.url).get(item.name, 0)
+        status: dict[str, Any] = {}
+        shared = self.shared
+        if shared is not None:  # the verified blob of the shared tier, when it has one
+            found = shared.find(item)
+            status["shared_cache_path"] = (
+                str(found.path) if found is not None and shared.verify(found, True) else None
+            )
         if rec is None:
-            return {
+            return status | {
                 "cached": False,
                 "cache_path": None,
                 "size_bytes": None,
@@ -419,7 +447,7 @@ class BlobCache:
                 "access_count": access,
             }
         path = self.rt.blobs.path(rec.digest)
-        return {
+        return status | {
             "cached": path.exists(),
             "cache_path": str(path),
             "size_bytes": rec.size,

@@ -258,15 +258,15 @@ class ReadMixin:
         """Whether a read of ``item`` goes through the cache (:func:`should_cache` decides).
 
         False without a cache. A large item already in the cache (an earlier
-        ``force_cache=True``) is still served from it, and an offline cache answers as usual
-        (a hit, or ``NotCachedError``).
+        ``force_cache=True``, or in the shared tier) is served from it; an offline cache answers
+        as usual (a hit, or ``NotCachedError``).
         """
         blobs = self.blobs
         if blobs is None:
             return False
         if should_cache(item.size_bytes, self.settings, force_cache) or blobs.scope.offline:
             return True
-        return blobs.cached_item(item) is not None
+        return blobs.cached_item(item) is not None or blobs.in_shared(item)
 
     def _log_streaming(self, item: Item) -> None:
         size = item.size_bytes

@@ -279,7 +279,8 @@ class BlobStore:
         ``os.utime`` with explicit times needs ownership, not write permission, so it works on
         our 0444 blobs; the atime is set explicitly because ``relatime``/``noatime`` mounts do
         not keep it. Best-effort: a missing file, or one we do not own (a shared read-only
-        tier), returns False instead of raising.
+        tier), returns False instead of raising. A blob with more than one link (a hit of the
+        shared tier linked into this one) is never touched: its atime is the tier's.
 
         Args:
             path: The blob (from :meth:`lookup`).
@@ -292,6 +293,8 @@ class BlobStore:
         """
         try:
             st = os.stat(path)
+            if st.st_nlink > 1:
+                return False  # hard-linked from a shared tier: its inode is not ours to touch
             now_ns = time.time_ns()
             if min_interval_s > 0 and now_ns - st.st_atime_ns < min_interval_s * 1e9:
                 return False

@@ -2,11 +2,12 @@
 
 This module owns :class:`StatsCounter` and the ``v1/stats`` folder. Each process counts in
 memory (hits, misses, remote checks, bytes downloaded and served from the cache, stale
-serves, evictions; in total and per bundle URL; and per-item accesses for LFU) and writes its
-cumulative figures to a file of its own, ``v1/stats/<pid>-<random>.json``, by atomic rename:
-from a background timer at most once per ``flush_interval`` while something changed, and on
-:meth:`StatsCounter.flush`, :meth:`StatsCounter.close` and interpreter exit. A hit therefore
-costs a dict update under a thread lock, never I/O.
+serves, evictions, the hits the shared tier served; in total and per bundle URL; and per-item
+accesses for LFU) and writes its cumulative figures to a file of its own,
+``v1/stats/<pid>-<random>.json``, by atomic rename: from a background timer at most once per
+``flush_interval`` while something changed, and on :meth:`StatsCounter.flush`,
+:meth:`StatsCounter.close` and interpreter exit. A hit therefore costs a dict update under a
+thread lock, never I/O.
 
 Readers sum every file (plus their own unflushed counts), so a new process sees what earlier
 ones did. :meth:`StatsCounter.compact` merges the files of processes that are gone into one
@@ -50,6 +51,7 @@ COUNTERS: Final = (
     "bytes_from_cache",
     "stale_served",
     "evictions",
+    "shared_hits",
 )
 """The counter names :meth:`StatsCounter.incr` accepts."""
 
