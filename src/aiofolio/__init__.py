@@ -48,6 +48,7 @@ from aiofolio.errors import (
     StaleDataWarning,
     ThrottledError,
     TransientError,
+    UncachedRangeError,
     UnsupportedManifestVersionError,
     UsageError,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "StaleDataWarning",
     "ThrottledError",
     "TransientError",
+    "UncachedRangeError",
     "UnsupportedManifestVersionError",
     "UsageError",
     "WarmHandle",
