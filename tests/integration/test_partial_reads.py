@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from aiofolio import DataFolio, PreconditionFailedError, UncachedRangeError
+from aiofolio import DataFolio, NotCachedError, PreconditionFailedError, UncachedRangeError
 from aiofolio.bundle import payload_path
 from aiofolio.engine.partial import FOOTER_READ, CachedRangesFile, coalesce
 from aiofolio.testing import FaultServer, MotoServer
@@ -193,8 +193,10 @@ def test_eviction_and_invalidation_remove_the_ranges(
     folio.get("big", columns=PICK)
     pieces = _partial_files()
     assert pieces  # the one just written is protected by its own publish
+    on_disk = sum(p.stat().st_size for p in pieces)
     result = folio.enforce_cache_limit()
-    assert result["bytes_freed"] >= sum(1 for _ in pieces)
+    assert result["evicted"] == 1
+    assert result["bytes_freed"] >= on_disk
     assert result["total_before"] > 1_000_000 >= result["total_after"]
     assert _partial_files() == []
     folio.get("big", columns=PICK)
@@ -259,3 +261,25 @@ def test_a_footer_longer_than_the_first_read_is_read_again(
     pd.testing.assert_frame_equal(folio.get("wide", columns=pick), frame[pick])
     assert item.size_bytes is not None
     assert fault_proxy.stats.bytes_served(path) < 0.2 * item.size_bytes
+
+
+def test_read_only_cache_mode_writes_nothing(
+    big: Big, moto_server: MotoServer, fault_proxy: FaultServer
+) -> None:
+    folio = _reader(big, moto_server, fault_proxy, cache_mode="read-only")
+    pd.testing.assert_frame_equal(folio.get("big", columns=PICK), big.frame[PICK])
+    assert fault_proxy.stats.bytes_served(_path(big)) <= 0.05 * big.size
+    assert _partial_files() == []
+
+
+def test_offline_serves_cached_columns_and_refuses_the_rest(
+    big: Big, moto_server: MotoServer, fault_proxy: FaultServer
+) -> None:
+    _reader(big, moto_server, fault_proxy).get("big", columns=PICK)
+    requests = fault_proxy.stats.requests()
+    offline = _reader(big, moto_server, fault_proxy, cache_mode="offline")
+    pd.testing.assert_frame_equal(offline.get("big", columns=PICK), big.frame[PICK])
+    assert "c001" in offline.get_schema("big").names
+    with pytest.raises(NotCachedError):
+        offline.get("big", columns=["c001"])
+    assert fault_proxy.stats.requests() == requests

@@ -203,6 +203,8 @@ class PartialRead:
         self.bundle = scope.url
         self.name = item.name
         self.item_dir = self.store.item_dir(self.bundle, self.name)
+        self.keep = scope.writes_cache  # read-only cache mode: pieces stay in memory
+        self._memory: dict[int, bytes] = {}
 
     async def _valid_meta(self) -> PartialMeta | None:
         meta = await in_thread(self.store.load, self.bundle, self.name)
@@ -215,10 +217,22 @@ class PartialRead:
         return meta
 
     async def drop(self) -> None:
-        await in_thread(self.store.remove, self.bundle, self.name)
+        self._memory.clear()
+        if self.keep:
+            await in_thread(self.store.remove, self.bundle, self.name)
+
+    async def _save(self, meta: PartialMeta) -> None:
+        if self.keep:
+            await in_thread(self.store.save, meta)
+
+    def _online(self) -> None:
+        if self.scope.offline:  # the whole read raises NotCachedError
+            raise NoPartial(f"offline, and {self.name!r} is not cached")
 
     def _load(self, meta: PartialMeta, piece: tuple[int, int, str]) -> bytes:
         start, end, digest = piece
+        if start in self._memory:
+            return self._memory[start]
         try:
             data = self.store.read_piece(self.bundle, self.name, start, end)
         except OSError as exc:
@@ -228,6 +242,10 @@ class PartialRead:
         return data
 
     def _write(self, meta: PartialMeta, start: int, data: bytes) -> None:
+        if not self.keep:
+            self._memory[start] = data
+            meta.pieces.append((start, start + len(data), piece_hash(data, meta.algorithm)))
+            return
         tmp = self.store.temp_path(self.bundle, self.name)
         try:
             with open(tmp, "wb") as fh:
@@ -255,6 +273,7 @@ class PartialRead:
 
     async def _fetch_footer(self) -> tuple[PartialMeta, bytes]:
         """Fetch the tail (and the rest of a long footer), pinned; save it as the first piece."""
+        self._online()
         await self.drop()
         backend, url = self.scope.backend, self.object_url
         size = self.item.size_bytes
@@ -284,7 +303,7 @@ class PartialRead:
             tail = await self._get(begin, start, meta) + tail
             start = begin
         await in_thread(self._write, meta, start, tail)
-        await in_thread(self.store.save, meta)
+        await self._save(meta)
         return meta, tail
 
     async def footer(self) -> tuple[PartialMeta, bytes]:
@@ -301,7 +320,8 @@ class PartialRead:
 
     async def _fetch(self, meta: PartialMeta, ranges: list[tuple[int, int]]) -> None:
         settings, rt = self.scope.settings, self.scope.rt
-        need = sum(e - s for s, e in ranges)
+        self._online()
+        need = sum(e - s for s, e in ranges) if self.keep else 0
         ticket = await in_thread(rt.quota.reserve, settings, need, f"{self.name} (columns)")
         limit = asyncio.Semaphore(max(1, settings.parallel_downloads))
 
@@ -312,10 +332,10 @@ class PartialRead:
 
         try:
             await asyncio.gather(*(one(s, e) for s, e in ranges))
-            await in_thread(self.store.save, meta)
+            await self._save(meta)
         except BaseException:
             await in_thread(rt.quota.release, ticket)
-            await in_thread(self.store.save, meta)  # what landed stays usable
+            await self._save(meta)  # what landed stays usable
             raise
         key = f"{PARTIAL_PREFIX}{self.item_dir.relative_to(self.store.root)}"
         await in_thread(rt.quota.after_publish, ticket, settings, key, need)
