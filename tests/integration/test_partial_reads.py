@@ -283,3 +283,36 @@ def test_offline_serves_cached_columns_and_refuses_the_rest(
     with pytest.raises(NotCachedError):
         offline.get("big", columns=["c001"])
     assert fault_proxy.stats.requests() == requests
+
+
+async def test_concurrent_column_reads_fetch_once(
+    big: Big, moto_server: MotoServer, fault_proxy: FaultServer
+) -> None:
+    import asyncio
+
+    folio = _reader(big, moto_server, fault_proxy)
+    got = await asyncio.gather(*(folio.aget("big", columns=PICK) for _ in range(4)))
+    for frame in got:
+        pd.testing.assert_frame_equal(frame, big.frame[PICK])
+    assert fault_proxy.stats.requests(_path(big)) == 1 + len(PICK)  # footer + two chunks
+
+
+def test_a_new_revision_drops_the_old_partial(
+    moto_server: MotoServer, s3_bucket: str, fault_proxy: FaultServer
+) -> None:
+    rng = np.random.default_rng(9)
+    first = pd.DataFrame(rng.random((20_000, 10)), columns=COLS[:10])
+    second = first * 2.0
+    url = f"s3://{s3_bucket}/revisions"
+    writer = DataFolio(url, storage_options=moto_server.storage_options())
+    writer.add("t", first)
+    options = moto_server.storage_options(endpoint_url=fault_proxy.url)
+    folio = DataFolio(url, storage_options=options, cache_ttl=0)
+    pd.testing.assert_frame_equal(folio.get("t", columns=["c001"]), first[["c001"]])
+    old = {p.name: p.read_bytes() for p in _partial_files()}
+    writer.add("t", second, overwrite=True)
+    pd.testing.assert_frame_equal(folio.get("t", columns=["c001"]), second[["c001"]])
+    new = {p.name: p.read_bytes() for p in _partial_files()}
+    assert old
+    assert new
+    assert all(old.get(name) != data for name, data in new.items())  # no old piece kept

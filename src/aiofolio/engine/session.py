@@ -127,6 +127,7 @@ class BundleSession(ReadMixin, WriteMixin):
         self._backend = self._given_backend
         self._caches = None
         self.write_lock = anyio.Lock()
+        self.partial_locks: dict[str, anyio.Lock] = {}  # one column read of an item at a time
 
     def _check_fork(self) -> None:
         if self._pid != os.getpid():
@@ -238,7 +239,8 @@ class BundleSession(ReadMixin, WriteMixin):
         if wanted and part is not None and blobs is not None and blobs.cached_item(item) is None:
             columns = list(opts["columns"])
             try:
-                size, pieces = await part.pieces(columns)
+                async with self.partial_locks.setdefault(item.name, anyio.Lock()):
+                    size, pieces = await part.pieces(columns)
                 file = partial.CachedRangesFile(size, pieces)
                 frame = str(opts.get("frame", "pandas"))
                 return await in_thread(
@@ -263,7 +265,8 @@ class BundleSession(ReadMixin, WriteMixin):
         part, blobs = self._partial(item), self.blobs
         if part is not None and blobs is not None and blobs.cached_item(item) is None:
             try:
-                return await part.schema()
+                async with self.partial_locks.setdefault(item.name, anyio.Lock()):
+                    return await part.schema()
             except partial.NoPartial as exc:
                 log.info("reading the schema of %s from the whole payload: %s", name, exc)
         if blobs is not None and self.will_cache(item):
