@@ -125,6 +125,9 @@ class PartialStore:
     def _rmtree(self, folder: Path) -> int:
         freed = _du(folder)
         shutil.rmtree(folder, ignore_errors=True)
+        if folder.parent != self.root:
+            with contextlib.suppress(OSError):
+                folder.parent.rmdir()  # the bundle's folder, once its last item went
         return freed
 
     def scan(self) -> Iterator[PartialEntry]:
