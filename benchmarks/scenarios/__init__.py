@@ -19,6 +19,7 @@ from . import (
     floor,
     fsspec_cache,
     multi_stream,
+    partial,
     scale,
     single_stream,
     warm,
@@ -39,6 +40,7 @@ SCENARIOS: list[Scenario] = [
     scale.SCENARIO,
     eviction.SCENARIO,
     datafolio_arrays.SCENARIO,
+    partial.SCENARIO,
 ]
 
 

@@ -50,6 +50,7 @@ from aiofolio.errors import (
     StaleDataWarning,
     ThrottledError,
     TransientError,
+    UncachedRangeError,
     UnsupportedManifestVersionError,
     UsageError,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "StaleDataWarning",
     "ThrottledError",
     "TransientError",
+    "UncachedRangeError",
     "UnsupportedManifestVersionError",
     "UsageError",
     "VerifyReport",

@@ -112,6 +112,21 @@ class ReadingMethods(FolioBase):
                 return value
         return await _portal.acall(self._get_call(name, force_cache, type_opts))
 
+    def get_schema(self, name: str) -> Any:
+        """A Parquet table's ``pyarrow.Schema``, from its footer only.
+
+        For a remote table not cached whole, the footer is one ranged request (two for a
+        long footer), then cached beside the table's cached column ranges: within the TTL a
+        repeat makes no request. A table cached whole is read from its verified blob.
+        """
+        self._follow()
+        return _portal.call(_kw(self._session.table_schema, name, snapshot=self._snapshot))
+
+    async def aget_schema(self, name: str) -> Any:
+        """Async twin of :meth:`get_schema`."""
+        await self._afollow()
+        return await _portal.acall(_kw(self._session.table_schema, name, snapshot=self._snapshot))
+
     def _get_call(
         self, name: str, force_cache: bool, opts: dict[str, Any]
     ) -> Callable[[], Awaitable[Any]]:

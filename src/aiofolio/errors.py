@@ -79,6 +79,7 @@ __all__ = [
     "StaleDataWarning",
     "ThrottledError",
     "TransientError",
+    "UncachedRangeError",
     "UnsupportedManifestVersionError",
     "UsageError",
 ]
@@ -242,6 +243,10 @@ class CacheLockTimeout(CacheError, TimeoutError):
 
 class CacheCorruptedError(CacheError):
     """Cache state on disk is damaged beyond automatic repair."""
+
+
+class UncachedRangeError(CacheError, OSError):
+    """A partial read asked for payload bytes that are not cached (never zero-filled)."""
 
 
 class ConfigError(AiofolioError, ValueError):

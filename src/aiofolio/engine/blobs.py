@@ -406,11 +406,14 @@ class BlobCache:
 
     # -- maintenance -----------------------------------------------------------------------------
     def invalidate(self, name: str | None = None) -> None:
-        """Forget one item (or every item) of this bundle; blobs stay until evicted."""
+        """Forget one item (or every item) of this bundle; blobs stay until evicted, the
+        partials of column reads go."""
         if name is None:
             self.rt.records.clear_items(self.url)
+            self.rt.partials.remove_bundle(self.url)
         else:
             self.rt.records.drop_items(self.url, {name: None})
+            self.rt.partials.remove(self.url, name)
 
     def status(self, item: Item, last_check: float | None) -> dict[str, Any]:
         """The seed's ``cache_status`` keys for one item (verifies the blob's hash; blocking),

@@ -31,6 +31,7 @@ from aiofolio.errors import AiofolioError, RemoteNotFoundError
 from aiofolio.policy import Entry, Plan, hit_rate, plan_cleanup, plan_eviction
 from aiofolio.store import cache_lock
 from aiofolio.store._util import iso_utc
+from aiofolio.store.partials import PARTIAL_PREFIX
 
 __all__ = [
     "ORPHAN_GRACE_S",
@@ -109,6 +110,16 @@ def gather(
                 in_use=digest in busy or now - blob[2] < ORPHAN_GRACE_S,
             )
         )
+    for part in rt.partials.scan():  # column reads: evicted like an item, never a blob
+        entries.append(
+            Entry(
+                part.key,
+                part.size,
+                part.last_access,
+                cached_at=part.cached_at,
+                in_use=part.key in busy,
+            )
+        )
     return entries
 
 
@@ -166,6 +177,10 @@ def execute(rt: Folder, plan: Plan, *, log_evictions: bool = True) -> EvictionRe
             continue
         result.items.extend((url, name) for name in dropped)
     for group in plan.evict:
+        if group.digest.startswith(PARTIAL_PREFIX):
+            result.evicted += 1
+            result.bytes_freed += rt.partials.remove_key(group.digest)
+            continue
         try:
             freed = rt.blobs.remove(group.digest)
         except (AiofolioError, ValueError) as exc:
@@ -200,7 +215,7 @@ def enforce(
     """
     limit = settings.max_cache_size if limit is None else limit
     if limit is None:
-        total = rt.blobs.total_size()
+        total = rt.total_size()
         return EvictionResult(total_before=total, total_after=total, limit=None)
     if target is None:
         target = int(limit * settings.eviction_threshold)
@@ -244,7 +259,7 @@ def planned(plan: Plan) -> EvictionResult:
 def info(rt: Folder, inuse: InUse, settings: Settings) -> dict[str, Any]:
     """What ``cache_info()`` returns (scans the cache once)."""
     blobs = list(rt.blobs.iter_blobs())
-    total = sum(b.size for b in blobs)
+    total = sum(b.size for b in blobs) + rt.partials.total_size()
     present = {b.digest for b in blobs}
     bundles = 0
     items = 0
@@ -303,14 +318,16 @@ def remove_bundles(rt: Folder, inuse: InUse, urls: Iterable[str], *, dry_run: bo
                 for rec in record.items.values()
             }
             blobs = rt.blobs.scan()
-            return sum(blobs[d][0] for d in dropped - still - inuse.busy() if d in blobs)
+            planned = sum(e.size for e in rt.partials.scan() if e.url in urls)
+            return planned + sum(blobs[d][0] for d in dropped - still - inuse.busy() if d in blobs)
+        freed = 0
         for url in urls:
             rt.records.delete(url)
+            freed += rt.partials.remove_bundle(url)
         still = {
             rec.digest for record in rt.records.iter_records() for rec in record.items.values()
         }
         busy = inuse.busy()
-        freed = 0
         for digest in dropped - still - busy:
             try:
                 freed += rt.blobs.remove(digest)

@@ -107,7 +107,7 @@ class Publisher:
                             f"({item.size_bytes or 'unknown'} bytes) did not fit even after "
                             "evicting; nothing was kept"
                         ) from exc
-                    need = item.size_bytes or self.rt.blobs.total_size() // 2  # unknown: half
+                    need = item.size_bytes or self.rt.total_size() // 2  # unknown: half
                     log.warning("disk full while downloading %s; evicting and retrying", what)
                     await in_thread(quota.free_for, settings, need)
             tmp, hashers, size = done.path, done.hashers, done.size

@@ -123,7 +123,7 @@ class Quota:
                 now=time.monotonic(), scanned_at=scanned, estimate=estimate, limit=limit
             ):
                 return
-            total = self._rt.blobs.total_size()
+            total = self._rt.total_size()
             self.set_total(total)
             if limit is not None and total > limit:
                 self.set_total(
@@ -138,7 +138,7 @@ class Quota:
 
     def free_for(self, settings: Settings, need: int) -> None:
         """After ENOSPC: evict as if the limit were the current total minus ``need``."""
-        total = self._rt.blobs.total_size()
+        total = self._rt.total_size()
         limit = max(0, total - need)
         result = evict.enforce(self._rt, self._inuse, settings, limit=limit, target=limit)
         self.set_total(result.total_after)

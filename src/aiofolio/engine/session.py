@@ -15,7 +15,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
@@ -30,20 +30,26 @@ from aiofolio.bundle import (
     Manifest,
     WritePlan,
     parse_manifest,
+    payload_path,
     plan_create,
 )
+from aiofolio.bundle.handlers.tables import deserialize_table
 from aiofolio.config import Settings
+from aiofolio.engine import partial
 from aiofolio.engine._runtime import BundleScope, Runtime, engine, in_thread, runtime
 from aiofolio.engine.blobs import BlobCache
 from aiofolio.engine.manifests import InvalidationCallback, ManifestCache
+from aiofolio.engine.partial import PartialRead
 from aiofolio.engine.reads import MISS, ReadMixin, resolve
 from aiofolio.engine.writes import WriteMixin
 from aiofolio.errors import (
     AiofolioWarning,
     CacheError,
     ConcurrentWriteError,
+    InvalidArgumentError,
     ReadOnlyError,
     RemoteNotFoundError,
+    UncachedRangeError,
 )
 
 __all__ = ["MISS", "BundleSession", "normalize_bundle_url", "resolve"]
@@ -121,6 +127,7 @@ class BundleSession(ReadMixin, WriteMixin):
         self._backend = self._given_backend
         self._caches = None
         self.write_lock = anyio.Lock()
+        self.partial_locks: dict[str, anyio.Lock] = {}  # one column read of an item at a time
 
     def _check_fork(self) -> None:
         if self._pid != os.getpid():
@@ -216,6 +223,61 @@ class BundleSession(ReadMixin, WriteMixin):
         self.require_cache()
         self._callbacks.append(callback)
 
+    # -- partial Parquet reads (engine.partial) -------------------------------------------------
+    def _partial(self, item: Item) -> PartialRead | None:
+        caches = self._cache
+        if caches is None or self.is_local or item.item_type != "included_table":
+            return None
+        return PartialRead(caches.blobs.scope, self.object_url(payload_path(item)), item)
+
+    async def read_item(self, item: Item, opts: Mapping[str, Any]) -> Any:
+        """:meth:`ReadMixin.read_item`; ``columns=`` of a remote table not cached whole is
+        read from cached byte ranges (:mod:`aiofolio.engine.partial`), a whole read drops them."""
+        part = self._partial(item)
+        blobs = self.blobs
+        wanted = part is not None and blobs is not None and partial.wants(item, dict(opts))
+        if wanted and part is not None and blobs is not None and blobs.cached_item(item) is None:
+            columns = list(opts["columns"])
+            try:
+                async with self.partial_locks.setdefault(item.name, anyio.Lock()):
+                    size, pieces = await part.pieces(columns)
+                file = partial.CachedRangesFile(size, pieces)
+                frame = str(opts.get("frame", "pandas"))
+                return await in_thread(
+                    lambda: deserialize_table(cast(Any, file), item, columns=columns, frame=frame)
+                )
+            except (partial.NoPartial, UncachedRangeError) as exc:
+                log.info("reading %s whole: %s", item.name, exc)
+        value = await super().read_item(item, opts)
+        # The whole payload is verified and cached: its partial goes (one stat when none).
+        whole = part is not None and blobs is not None and part.item_dir.is_dir()
+        if whole and part is not None and blobs is not None and blobs.cached_item(item) is not None:
+            await part.drop()
+        return value
+
+    async def table_schema(self, name: str, *, snapshot: str | None = None) -> Any:
+        """``get_schema``: a Parquet table's ``pyarrow.Schema`` (its footer only, when remote)."""
+        import pyarrow.parquet as pq
+
+        item = resolve(await self.current_manifest(), name, snapshot)
+        if item.item_type != "included_table" or item.table_format != "parquet":
+            raise InvalidArgumentError(f"{name!r} is not an included Parquet table")
+        part, blobs = self._partial(item), self.blobs
+        if part is not None and blobs is not None and blobs.cached_item(item) is None:
+            try:
+                async with self.partial_locks.setdefault(item.name, anyio.Lock()):
+                    return await part.schema()
+            except partial.NoPartial as exc:
+                log.info("reading the schema of %s from the whole payload: %s", name, exc)
+        if blobs is not None and self.will_cache(item):
+            return await blobs.read(item, lambda blob: in_thread(pq.read_schema, str(blob)))
+        path, temporary = await self.local_payload(item)
+        try:
+            return await in_thread(pq.read_schema, path)
+        finally:
+            if temporary:
+                os.unlink(path)
+
     # -- cache maintenance of this bundle (the facade's cache methods) --------------------------
     async def cache_status(self, item: Item) -> dict[str, Any]:
         """``cache_status(name)``: whether ``item`` is cached, where, and whether it verifies."""
@@ -228,7 +290,9 @@ class BundleSession(ReadMixin, WriteMixin):
 
     async def clear(self) -> None:
         """Forget this bundle's cached manifest and items (blobs stay until evicted)."""
-        await in_thread(self.require_cache().rt.records.delete, self.url)
+        rt = self.require_cache().rt
+        await in_thread(rt.records.delete, self.url)
+        await in_thread(rt.partials.remove_bundle, self.url)
 
     def stats(self) -> dict[str, int]:
         """This bundle's counters, summed across processes."""
