@@ -29,6 +29,7 @@ from aiofolio import _portal, _registry
 from aiofolio._calls import kw as _kw
 from aiofolio._folio_base import FolioBase
 from aiofolio._folio_cache import CacheMethods
+from aiofolio._folio_sharing import SharingMethods
 from aiofolio._folio_compat import CompatMethods
 from aiofolio._folio_curation import CurationMethods
 from aiofolio._folio_display import DisplayMethods
@@ -234,6 +235,7 @@ class DataFolio(
     ReadingMethods,
     CompatMethods,
     CacheMethods,
+    SharingMethods,
     FolioBase,
 ):
     """A DataFolio bundle on S3, GCS, HTTP(S) or local disk.
