@@ -14,13 +14,13 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
+from aiofiles.threadpool.binary import AsyncBufferedReader
+
 from aiofolio import _portal
 from aiofolio._calls import threaded as _threaded
 from aiofolio.config import resolve_settings
 from aiofolio.engine._runtime import runtime
 from aiofolio.engine.sharing import export_bundle, import_archive
-
-from aiofiles.threadpool.binary import AsyncBufferedReader
 
 if TYPE_CHECKING:
     from aiofolio.bundle import Item

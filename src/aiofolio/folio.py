@@ -29,11 +29,11 @@ from aiofolio import _portal, _registry
 from aiofolio._calls import kw as _kw
 from aiofolio._folio_base import FolioBase
 from aiofolio._folio_cache import CacheMethods
-from aiofolio._folio_sharing import SharingMethods
 from aiofolio._folio_compat import CompatMethods
 from aiofolio._folio_curation import CurationMethods
 from aiofolio._folio_display import DisplayMethods
 from aiofolio._folio_reading import ReadingMethods
+from aiofolio._folio_sharing import SharingMethods
 from aiofolio._folio_snapshots import SnapshotMethods
 from aiofolio._seed_compat import large_file_policy
 from aiofolio.backends import scheme_of

@@ -96,7 +96,7 @@ def export_bundle(rt: Runtime, url: str, dest: str | os.PathLike[str]) -> dict[s
     loaded = rt.records.load(url)
     if loaded is None or loaded[1] is None:
         raise CacheError(f"nothing of {url} is cached (no manifest): nothing to export")
-    record, manifest_bytes = loaded
+    record, manifest_bytes = loaded[0], loaded[1]
     manifest = parse_manifest(manifest_bytes, source=url)
     recs: list[ItemRecord] = []
     for rec in rt.records.items(url).values():
@@ -153,7 +153,7 @@ def _add_blob(rt: Runtime, tf: tarfile.TarFile, rec: ItemRecord) -> int:
     info.size, info.mode, info.mtime = rec.size, 0o444, int(time.time())
     with rt.inuse.reading(rec.digest), open(path, "rb") as fh:
         reader = _HashingReader(fh, Hashers([rec.algorithm]))
-        tf.addfile(info, reader)  # type: ignore[arg-type]
+        tf.addfile(info, reader)
     if reader.hashers.size != rec.size or reader.hashers.hexdigest(rec.algorithm) != rec.digest:
         raise ChecksumMismatchError(
             f"the cached blob of {rec.name!r} ({path}) does not match its record; "
