@@ -309,3 +309,12 @@ def test_cli_export_and_import(remote: Remote, tmp_path: Path) -> None:
     res = runner.invoke(main, ["--cache-dir", str(tmp_path / "ci"), "cache", "import", str(bad)])
     assert res.exit_code != 0
     assert "ArchivePathError" in res.output
+
+
+def test_export_of_an_uncached_bundle_is_a_cache_error(remote: Remote, tmp_path: Path) -> None:
+    folio = DataFolio(remote.url, cache_dir=str(tmp_path / "empty"))
+    folio.clear_cache()
+    with pytest.raises(aiofolio.CacheError, match="nothing"):
+        folio.export_cache(tmp_path / "none.tar.gz")
+    assert not (tmp_path / "none.tar.gz").exists()
+    assert list(tmp_path.glob(".none.tar.gz.*")) == []
