@@ -31,7 +31,11 @@ working for code written against plain dicts and files::
     ├── CacheError                             the local cache failed
     │   ├── CacheFullError                     the size limit or the disk is full
     │   ├── CacheLockTimeout(TimeoutError)
-    │   └── CacheCorruptedError
+    │   ├── CacheCorruptedError
+    │   ├── UncachedRangeError(OSError)        a partial read outside the cached ranges
+    │   └── ArchiveError                       an import_cache archive refused (nothing written)
+    │       ├── ArchiveFormatError, ArchivePathError, ArchiveMemberTypeError,
+    │       └── ArchiveUnexpectedMemberError, ArchiveSizeError, ArchiveChecksumError
     └── ConfigError(ValueError)                a bad setting; names its source
 
     AiofolioWarning(UserWarning)
@@ -52,6 +56,13 @@ from __future__ import annotations
 __all__ = [
     "AiofolioError",
     "AiofolioWarning",
+    "ArchiveChecksumError",
+    "ArchiveError",
+    "ArchiveFormatError",
+    "ArchiveMemberTypeError",
+    "ArchivePathError",
+    "ArchiveSizeError",
+    "ArchiveUnexpectedMemberError",
     "ArgumentTypeError",
     "CacheCorruptedError",
     "CacheError",
@@ -247,6 +258,34 @@ class CacheCorruptedError(CacheError):
 
 class UncachedRangeError(CacheError, OSError):
     """A partial read asked for payload bytes that are not cached (never zero-filled)."""
+
+
+class ArchiveError(CacheError):
+    """A cache export archive refused by ``import_cache``; nothing of it was written."""
+
+
+class ArchiveFormatError(ArchiveError):
+    """Not an aiofolio cache export: unreadable, no or a bad index, a member missing."""
+
+
+class ArchivePathError(ArchiveError):
+    """A member name that is absolute, climbs out (``..``), repeats or is not plain."""
+
+
+class ArchiveMemberTypeError(ArchiveError):
+    """A member that is not a regular file: a symlink, hardlink, device, fifo or folder."""
+
+
+class ArchiveUnexpectedMemberError(ArchiveError):
+    """A regular file at a path the archive's index does not account for."""
+
+
+class ArchiveSizeError(ArchiveError):
+    """A member larger than its index entry says, or than the cap for its kind."""
+
+
+class ArchiveChecksumError(ArchiveError, ChecksumMismatchError):
+    """A member's bytes do not match its digest or the manifest's checksum."""
 
 
 class ConfigError(AiofolioError, ValueError):

@@ -34,6 +34,7 @@ from aiofolio._folio_compat import CompatMethods
 from aiofolio._folio_curation import CurationMethods
 from aiofolio._folio_display import DisplayMethods
 from aiofolio._folio_reading import ReadingMethods
+from aiofolio._folio_sharing import SharingMethods
 from aiofolio._folio_snapshots import SnapshotMethods
 from aiofolio._seed_compat import large_file_policy
 from aiofolio.backends import scheme_of
@@ -236,6 +237,7 @@ class DataFolio(
     CompatMethods,
     CacheMethods,
     AdminMethods,
+    SharingMethods,
     FolioBase,
 ):
     """A DataFolio bundle on S3, GCS, HTTP(S) or local disk.

@@ -53,7 +53,7 @@ NO_IO = {
 }
 
 # Context managers whose twin is an async context manager of the same parameters.
-CONTEXT_MANAGERS = {"batch": "abatch", "pinned": "apinned"}
+CONTEXT_MANAGERS = {"batch": "abatch", "pinned": "apinned", "open_item": "aopen_item"}
 
 # The snippet: lines ending in "# E" must be errors, every other line must type-check.
 SNIPPET = """

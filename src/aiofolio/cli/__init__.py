@@ -47,11 +47,11 @@ def main(ctx: click.Context, cache_dir: str | None, as_json: bool, verbose: bool
 
 
 def _register() -> None:
-    from aiofolio.cli import analysis, cache, folio_cmds
+    from aiofolio.cli import analysis, cache, folio_cmds, sharing
     from aiofolio.cli.demo import demo
 
     main.add_command(demo)
-    for module in (cache, analysis, folio_cmds):
+    for module in (cache, sharing, analysis, folio_cmds):
         module.register(main)
 
 

@@ -142,6 +142,13 @@ class InUse:
             self._sync()
             return os.path.exists(path)
 
+    def release(self, owner: object) -> None:
+        """Drop every mark ``owner`` holds now (a closed file handle; never raises)."""
+        with self._lock:
+            self._handed_out.pop(owner, None)
+        with contextlib.suppress(OSError, AiofolioError):
+            self._sync()
+
     def unmark(self, digest: str) -> None:
         """Lift one temporary mark of ``digest`` (blocking; never raises)."""
         with self._lock:
