@@ -338,7 +338,7 @@ class CurationMethods(FolioBase):
         from aiofolio.folio import MetadataDict
 
         manifest = cur.copy_manifest(
-            self._session.require_manifest(),
+            self._manifest,  # inside pinned(): the pinned revision
             names,
             metadata_updates=updates,
             source=dest._session.url,
