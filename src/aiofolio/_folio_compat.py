@@ -9,6 +9,7 @@ of the 2.x method it became (``add``, ``add_file``, ``add_model``, ``get``, ``ge
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -88,6 +89,23 @@ class CompatMethods(FolioBase):
         def get_model(self, name: str, trusted: bool = False) -> Any: ...
 
         async def aget_model(self, name: str, trusted: bool = False) -> Any: ...
+
+    # datafolio's private views, which code and tests written for it read: copies, read-only.
+    @property
+    def _items(self) -> dict[str, dict[str, Any]]:
+        """datafolio's ``_items``: every item entry by name (archived ones too), a copy."""
+        manifest = self._view()
+        return {n: self._item_in(manifest, n).to_dict() for n in self._names(manifest=manifest)}
+
+    @property
+    def _snapshots(self) -> dict[str, dict[str, Any]]:
+        """datafolio's ``_snapshots``: every snapshot record by name, a copy."""
+        return copy.deepcopy({k: dict(v) for k, v in self._view().snapshots.items()})
+
+    @property
+    def _pin_depth(self) -> int:
+        """datafolio's ``_pin_depth``: how many ``pinned()`` blocks are open."""
+        return self._pins
 
     def add_sklearn(self, name: str, model: Any, **kw: Any) -> Self:
         """1.x name of :meth:`add_model` (scikit-learn estimators)."""

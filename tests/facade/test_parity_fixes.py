@@ -2,6 +2,10 @@
 
 * ``copy()`` keeps the source's ``created_at`` and ``_datafolio`` (datafolio 2.3.0 copies the
   whole metadata); ``updated_at`` is the copy's.
+* ``copy(include_items=..., follow_lineage=...)`` copies an archived item (named, or reached
+  through lineage) only with ``include_archived=True``, as datafolio does.
+* datafolio's private views that code written for it reads (``_items``, ``_snapshots``,
+  ``_pin_depth``) give what datafolio's give, as copies.
 * Every public name of datafolio 1.3's ``DataFolio`` exists on ours, and the names 1.3 had
   but 2.3.0 dropped take 1.3's parameters in 1.3's order (listed here from 1.3.0's
   signatures); they behave as 1.3 documented (type checks raise ``ValueError``, missing names
@@ -192,3 +196,55 @@ def test_reproduce_instructions(tmp_path: Path) -> None:
     assert text.endswith("\n")
     with pytest.raises(KeyError):
         folio.reproduce_instructions("nope")
+
+
+def _archived_lineage(folio: Any) -> None:
+    folio.add("raw", 1)
+    folio.add("processed", 2, inputs=["raw"])
+    folio.add("result", 3, inputs=["processed"])
+    folio.add("other", 4)
+    folio.archive(["raw", "other"])
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"include_items": ["result"], "follow_lineage": True},
+        {"include_items": ["result"], "follow_lineage": True, "include_archived": True},
+        {"include_items": ["other", "result"]},
+        {"include_items": ["other", "result"], "include_archived": True},
+    ],
+)
+def test_copy_skips_archived_selected_items_like_datafolio(
+    tmp_path: Path, case: dict[str, Any]
+) -> None:
+    ours = DataFolio(tmp_path / "ours")
+    theirs = datafolio.DataFolio(str(tmp_path / "theirs"))
+    _archived_lineage(ours)
+    _archived_lineage(theirs)
+    mine = ours.copy(tmp_path / "mine", **case)
+    their_copy = theirs.copy(str(tmp_path / "their_copy"), **case)
+    assert sorted(mine.item_names()) == sorted(their_copy._items)
+    archived = "raw" if case.get("follow_lineage") else "other"
+    assert (archived in mine.item_names()) is bool(case.get("include_archived"))
+
+
+def test_private_views_match_datafolio(tmp_path: Path) -> None:
+    ours = DataFolio(tmp_path / "ours")
+    theirs = datafolio.DataFolio(str(tmp_path / "theirs"))
+    for folio in (ours, theirs):
+        _archived_lineage(folio)
+        folio.create_snapshot("v1", capture_git=False)
+    mine: Any = ours
+    assert sorted(mine._items) == sorted(theirs._items)
+    assert mine._items["raw"]["archived"] is True
+    assert mine._items["result"]["inputs"] == theirs._items["result"]["inputs"]
+    assert sorted(mine._snapshots["v1"]["item_versions"]) == sorted(
+        theirs._snapshots["v1"]["item_versions"]
+    )
+    mine._items["raw"]["archived"] = False  # a copy: the folio is unchanged
+    assert mine._items["raw"]["archived"] is True
+    assert mine._pin_depth == theirs._pin_depth == 0
+    with ours.pinned(), theirs.pinned(), ours.pinned(), theirs.pinned():
+        assert mine._pin_depth == theirs._pin_depth == 2
+    assert mine._pin_depth == 0
