@@ -73,6 +73,8 @@ class CacheMethods:
 
         def _item(self, name: str) -> Item: ...
 
+        def _fixed(self) -> Manifest | None: ...
+
         def _item_in(self, manifest: Manifest, name: str) -> Item: ...
 
         def _writable(self, what: str) -> None: ...
@@ -327,6 +329,7 @@ class CacheMethods:
             large=large_slots(limit, self.settings.parallel_downloads),
             listener=bar.update if bar is not None else None,
             on_finish=bar.close if bar is not None else None,
+            manifest=self._fixed(),  # pinned() or batch(): that revision, not revalidated
         )
 
     @overload

@@ -311,12 +311,15 @@ class CurationMethods(FolioBase):
         if include is not None and exclude is not None:
             raise InvalidArgumentError("Cannot specify both include_items and exclude_items")
         manifest = self._view()
+        visible = manifest.names(include_archived=include_archived)
         if include is not None:
             cur.require_items(manifest, include)
             names = cur.follow_lineage(manifest, include) if follow_lineage else list(include)
+            # as datafolio: archived items (named, or reached through lineage) are copied
+            # only with include_archived=True
+            names = [n for n in names if n in set(visible)]
         else:
-            names = manifest.names(include_archived=include_archived)
-            names = [n for n in names if n not in set(exclude or ())]
+            names = [n for n in visible if n not in set(exclude or ())]
         target = os.fspath(path)
         if name is not None:
             target = join_url(target, name) if "://" in target else os.path.join(target, name)
@@ -338,7 +341,7 @@ class CurationMethods(FolioBase):
         from aiofolio.folio import MetadataDict
 
         manifest = cur.copy_manifest(
-            self._session.require_manifest(),
+            self._manifest,  # inside pinned(): the pinned revision
             names,
             metadata_updates=updates,
             source=dest._session.url,

@@ -214,18 +214,24 @@ class ReadingMethods(FolioBase):
         file is read-only; do not modify it. For local bundles it is the payload itself.
         """
         self._follow()
-        path = self._fast_path(name)
+        fixed = self._fixed()
+        path = self._fast_path(name) if fixed is None else None
         if path is not None:
             return path
-        return _portal.call(_kw(self._session.get_path_named, name, snapshot=self._snapshot))
+        return _portal.call(
+            _kw(self._session.get_path_named, name, snapshot=self._snapshot, manifest=fixed)
+        )
 
     async def aget_path(self, name: str) -> str:
         """Async twin of :meth:`get_path`."""
         await self._afollow()
-        path = self._fast_path(name)
+        fixed = self._fixed()
+        path = self._fast_path(name) if fixed is None else None
         if path is not None:
             return path
-        return await _portal.acall(_kw(self._session.get_path_named, name, snapshot=self._snapshot))
+        return await _portal.acall(
+            _kw(self._session.get_path_named, name, snapshot=self._snapshot, manifest=fixed)
+        )
 
     def _fast_path(self, name: str) -> str | None:
         """``get_path``'s hit in the caller's thread (a path this folio already handed out)."""
@@ -325,9 +331,10 @@ class ReadingMethods(FolioBase):
         return await _portal.acall(self._validate)
 
     async def _validate(self) -> dict[str, bool]:
-        owned = await self._session.validate()
-        refs = await check_references(self._session)
-        current = self._session.require_manifest().current_items()
+        manifest = self._manifest  # a pinned block's or a batch's, else the loaded one
+        owned = await self._session.validate(manifest)
+        refs = await check_references(self._session, manifest)
+        current = manifest.current_items()
         merged = {**owned, **refs}
         return {name: merged[name] for name in current if name in merged}
 

@@ -226,17 +226,14 @@ def copy_manifest(
     """The manifest of a new bundle holding the current versions of ``names``.
 
     Descriptors are kept as they are (same ``version_id`` and file names: the payloads are
-    copied unchanged); no snapshots, no old versions. The metadata is the source's user keys
-    plus ``metadata_updates``, with fresh ``created_at``/``updated_at``.
+    copied unchanged); no snapshots, no old versions. The metadata is the source's, as
+    datafolio 2.3.0 copies it (its ``created_at`` and ``_datafolio`` kept), plus
+    ``metadata_updates``; ``updated_at`` is the copy's time unless an update sets it.
     """
     items = [manifest.current(n) for n in names]
     if keep is not None:
         items = [i for i in items if keep(i)]
-    user = {
-        k: v
-        for k, v in manifest.metadata.items()
-        if k not in ("created_at", "updated_at", "_datafolio")
-    }
+    user = {k: v for k, v in manifest.metadata.items() if k != "updated_at"}
     user.update(dict(metadata_updates or {}))
     fresh = new_manifest(user, now=now, version=version, source=source)
     return fresh.evolve(revision=1, items=items)

@@ -1,7 +1,7 @@
 """Reading one bundle: items, paths, references, the hit fast paths, warm jobs, validation.
 
 Owns: :class:`ReadMixin`, the read half of :class:`~aiofolio.engine.session.BundleSession`:
-``read_one``/``read_many`` (``get``/``get_many``), ``get_path_named``, the caller-thread hit
+``read_one`` (``get``), ``get_path_named`` (a given manifest: ``pinned()``), the caller-thread hit
 fast paths (``read_hit_now``, ``path_hit_now``), the large-file decision (``will_cache``: a
 large item is streamed verified to a private scratch file, never cached), referenced tables,
 warm jobs of the bundle and ``validate``. Payloads are deserialized in worker threads, except
@@ -10,7 +10,6 @@ small ones (at most 256 KiB), which are cheaper inline.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -193,31 +192,6 @@ class ReadMixin:
                 check(item, opts)
             return await self.read_item(item, opts)
 
-    async def read_many(
-        self,
-        names: Sequence[str],
-        opts: Mapping[str, Any],
-        *,
-        snapshot: str | None = None,
-        check: Callable[[Item, Mapping[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
-        """``get_many``: several items read concurrently (``parallel_downloads`` at a time)."""
-        use_stale = bool(opts.get("use_stale", False))
-        manifest = await self.current_manifest(use_stale=use_stale)
-        items = [resolve(manifest, n, snapshot) for n in names]  # fail fast on a bad name
-        rest = {k: v for k, v in opts.items() if k != "use_stale"}
-        if check is not None:
-            for item in items:
-                check(item, rest)
-        limit = asyncio.Semaphore(max(1, self.settings.parallel_downloads))
-
-        async def one(item: Item) -> Any:
-            async with limit:
-                return await self.read_item(item, rest)
-
-        values = await asyncio.gather(*(one(i) for i in items))
-        return dict(zip(names, values, strict=True))
-
     def warm_job(
         self,
         names: Sequence[str] | None,
@@ -227,9 +201,14 @@ class ReadMixin:
         large: int,
         listener: WarmListener | None = None,
         on_finish: Callable[[], None] | None = None,
+        manifest: Manifest | None = None,
     ) -> WarmJob:
         """A warm of ``names`` (default: every current, non-archived item; for a snapshot,
-        its items); large items the policy keeps out of the cache are listed as skipped."""
+        its items) in ``manifest`` (default: the current one, revalidated by TTL); large
+        items the policy keeps out of the cache are listed as skipped."""
+
+        async def fixed() -> Manifest:
+            return manifest if manifest is not None else await self.current_manifest()
 
         def select(manifest: Manifest) -> list[Item]:
             if names is not None:
@@ -243,7 +222,7 @@ class ReadMixin:
 
         return WarmJob(
             fetch=self.blob_path,
-            manifest=self.current_manifest,
+            manifest=fixed,
             select=select,
             concurrency=concurrency,
             large=large,
@@ -392,9 +371,12 @@ class ReadMixin:
             return None
         return None if path is None else str(path)
 
-    async def get_path_named(self, name: str, *, snapshot: str | None = None) -> str:
-        """``get_path``: the local file of an item, cached first if needed."""
-        manifest = await self.current_manifest()
+    async def get_path_named(
+        self, name: str, *, snapshot: str | None = None, manifest: Manifest | None = None
+    ) -> str:
+        """``get_path``: the local file of an item (in ``manifest``: default the current
+        one, revalidated by TTL), cached first if needed."""
+        manifest = manifest if manifest is not None else await self.current_manifest()
         item = resolve(manifest, name, snapshot)
         path = await self.blob_path(item)
         caches = self._cache
@@ -446,9 +428,10 @@ class ReadMixin:
         data = await backend.read_range(target)
         return await in_thread(lambda: read_reference(item, lambda _p: data, **dict(opts)))
 
-    async def validate(self) -> dict[str, bool]:
-        """Whether each current owned item's payload matches its recorded MD5 (and size)."""
-        manifest = self.require_manifest()
+    async def validate(self, manifest: Manifest | None = None) -> dict[str, bool]:
+        """Whether each current owned item's payload (of ``manifest``, default the loaded
+        one) matches its recorded MD5 (and size)."""
+        manifest = manifest if manifest is not None else self.require_manifest()
         out: dict[str, bool] = {}
         for name, item in manifest.current_items().items():
             if item.is_reference:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiofolio.backends import Backend, scheme_of
 from aiofolio.backends.local import local_path
-from aiofolio.bundle import REFERENCE_ITEM_TYPE, Item
+from aiofolio.bundle import REFERENCE_ITEM_TYPE, Item, Manifest
 from aiofolio.bundle.curation import plan_item_edits
 from aiofolio.engine._runtime import engine, in_thread
 from aiofolio.errors import InvalidArgumentError, RemoteError, RemoteNotFoundError
@@ -54,9 +54,12 @@ async def _exists(session: BundleSession, item: Item) -> bool:
         return False
 
 
-async def check_references(session: BundleSession) -> dict[str, bool]:
-    """Whether each current referenced table's external object exists, by name."""
-    manifest = session.require_manifest()
+async def check_references(
+    session: BundleSession, manifest: Manifest | None = None
+) -> dict[str, bool]:
+    """Whether each current referenced table's external object exists (in ``manifest``,
+    default the loaded one), by name."""
+    manifest = manifest if manifest is not None else session.require_manifest()
     refs = [i for i in manifest.current_items().values() if i.is_reference]
     found = await asyncio.gather(*(_exists(session, i) for i in refs))
     return {i.name: ok for i, ok in zip(refs, found, strict=True)}
