@@ -302,7 +302,14 @@ def test_version_token() -> None:
     m = load_fixture("v2")
     table = m.current("table")
     assert version_token(table) == f"table--r13|{table.checksum}|{table.size_bytes}"
-    assert version_token(m.current("event_time")) == "event_time--r6||"
+    event = m.current("event_time")  # no checksum (datafolio's): the write time joins in
+    assert version_token(event) == f"event_time--r6||@{event.created_at}"
+    # a same-URL rewrite repeats the version id and size: only created_at differs
+    again = event.evolve({"created_at": "2027-01-01T00:00:00+00:00"})
+    assert version_token(again) != version_token(event)
+    assert "#" not in version_token(event.evolve({"created_at": "x#y"}))
+    # an item with a checksum is identified by it: its created_at stays out
+    assert version_token(table.evolve({"created_at": "x"})) == version_token(table)
     legacy = load_fixture("v0_list").current("tbl")
     token = version_token(legacy)
     assert token.startswith("legacy:included_table:tbl.parquet@2024-01-01T00:00:01+00:00|")

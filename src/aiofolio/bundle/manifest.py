@@ -330,15 +330,22 @@ def version_token(item: Item) -> str:
     It joins ``version_id``, the MD5 ``checksum`` and the size
     (``"<version_id>|<md5>|<size>"``, empty parts for absent fields). An old item
     without a ``version_id`` uses its payload location and ``created_at`` instead, so
-    an in-place rewrite by an old writer still changes the token. The cache stores it
-    and compares it after a manifest refresh.
+    an in-place rewrite by an old writer still changes the token. An item without a
+    checksum (what datafolio writes to the cloud) also carries its ``created_at``
+    (``"...|<size>@<created_at>"``): datafolio's version ids count the bundle's writes,
+    so a bundle deleted and written again at the same URL, or copied over it, repeats
+    them (and often the sizes) for other bytes; only the write time tells them apart.
+    The cache stores the token and compares it after a manifest refresh.
     """
     ident = item.version_id
+    stamp = ""
     if ident is None:
         location = item.filename if item.filename is not None else (item.path or "")
         ident = f"legacy:{item.item_type}:{location}@{item.created_at or ''}"
+    elif not item.checksum and item.created_at:
+        stamp = "@" + item.created_at.replace("#", "%23")  # "#" ends the token in a record
     size = item.size_bytes
-    return f"{ident}|{item.checksum or ''}|{'' if size is None else size}"
+    return f"{ident}|{item.checksum or ''}|{'' if size is None else size}{stamp}"
 
 
 class Manifest:
