@@ -485,7 +485,7 @@ class CacheMethods:
         if not isinstance(self_or_cls, type) and cache_dir is None:
             return self_or_cls._session.runtime, self_or_cls.settings
         settings = resolve_settings().settings
-        return runtime(cache_dir or settings.cache_dir), settings
+        return runtime(cache_dir or settings.cache_dir, settings.lock_mode), settings
 
     async def _set_prefs(self, name: str, changes: dict[str, Any]) -> Self:
         self._item(name)  # a clear error for an unknown name

@@ -31,6 +31,7 @@ working for code written against plain dicts and files::
     ├── CacheError                             the local cache failed
     │   ├── CacheFullError                     the size limit or the disk is full
     │   ├── CacheLockTimeout(TimeoutError)
+    │   ├── LockUnavailableError               flock refused here: use lock_mode="lease"
     │   └── CacheCorruptedError
     └── ConfigError(ValueError)                a bad setting; names its source
 
@@ -66,6 +67,7 @@ __all__ = [
     "ItemNotFoundError",
     "LargeFileWarning",
     "LocalReferenceError",
+    "LockUnavailableError",
     "ManifestError",
     "ManifestReadError",
     "NotCachedError",
@@ -238,6 +240,11 @@ class CacheFullError(CacheError):
 
 class CacheLockTimeout(CacheError, TimeoutError):
     """A cache lock could not be taken in the time allowed."""
+
+
+class LockUnavailableError(CacheError):
+    """``lock_mode="flock"`` and the cache's filesystem refuses ``flock`` (ENOLCK, ENOSYS):
+    set ``lock_mode="lease"`` (a network filesystem) or ``"none"``."""
 
 
 class CacheCorruptedError(CacheError):

@@ -291,7 +291,7 @@ def test_settings_is_frozen() -> None:
 
 def test_setting_names_match_struct_fields() -> None:
     assert [f.name for f in msgspec.structs.fields(Settings)] == list(SETTING_NAMES)
-    assert len(SETTING_NAMES) == 31
+    assert len(SETTING_NAMES) == 32
     assert SETTING_NAMES[:3] == ("cache_enabled", "cache_dir", "cache_ttl")
 
 
@@ -436,6 +436,7 @@ ENV_CASES: list[tuple[str, str, str, object]] = [
     ("AIOFOLIO_CACHE_LARGE_FILES", "no", "cache_large_files", False),
     ("AIOFOLIO_STREAM_LARGE_FILES", "yes", "stream_large_files", True),
     ("AIOFOLIO_SHARED_CACHE_DIR", "none", "shared_cache_dir", None),
+    ("AIOFOLIO_LOCK_MODE", "Lease", "lock_mode", "lease"),
     ("AIOFOLIO_RETRY_ATTEMPTS", "3", "retry_attempts", 3),
     ("AIOFOLIO_RETRY_MAX_TIME", "2m", "retry_max_time", 120.0),
     ("AIOFOLIO_CONNECT_TIMEOUT", "5", "connect_timeout", 5.0),
@@ -650,6 +651,7 @@ FULL_FILE: dict[str, Any] = {
         "offline_mode": False,
         "hit_fast_path": False,
         "allow_local_references": True,
+        "lock_mode": "lease",
     },
 }
 
@@ -684,6 +686,7 @@ FULL_FILE_EXPECTED: dict[str, object] = {
     "shared_cache_dir": None,
     "hit_fast_path": False,
     "allow_local_references": True,
+    "lock_mode": "lease",
 }
 
 
