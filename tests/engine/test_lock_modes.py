@@ -346,3 +346,26 @@ def test_eight_hosts_without_locks_stay_correct(
     _run_hosts(url, cache_dir, "none", 4 * (N + 128))  # a tiny cache: evictions race
     assert DataFolio.cache_stats(cache_dir)["evictions"] > 0
     assert list((Path(cache_dir) / "v1" / "locks").iterdir()) == []
+
+
+def test_in_use_marks_of_another_host_are_kept_and_dead_local_ones_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiofolio.engine._folder import Folder
+    from aiofolio.engine.inuse import InUse
+    from aiofolio.store import _util
+
+    folder = Folder(str(tmp_path / "cache"))
+    inuse = InUse(folder)
+    marks = folder.layout.version_dir / "inuse"
+    marks.mkdir(parents=True, exist_ok=True)
+    dead = _dead_pid()
+    monkeypatch.setenv(_util.HOST_ID_ENV, "node-b")  # a file written on another host
+    other = marks / _util.unique_name(".json", tagged=True).replace(str(os.getpid()), str(dead))
+    other.write_text(json.dumps(["a" * 32]))
+    monkeypatch.delenv(_util.HOST_ID_ENV)
+    local = marks / _util.unique_name(".json", tagged=True).replace(str(os.getpid()), str(dead))
+    local.write_text(json.dumps(["b" * 32]))
+    assert inuse.marked_by_others() == {"a" * 32}  # the pid means nothing on this host
+    assert other.exists()
+    assert not local.exists()  # a dead process of this host
