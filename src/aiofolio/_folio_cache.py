@@ -492,7 +492,7 @@ class CacheMethods:
             return self_or_cls._session.runtime, self_or_cls.settings
         # A named folder's own config.json applies (its limit, policy, ...).
         settings = resolve_settings(call={"cache_dir": cache_dir} if cache_dir else None).settings
-        return runtime(settings.cache_dir), settings
+        return runtime(settings.cache_dir, settings.lock_mode), settings
 
     async def _set_prefs(self, name: str, changes: dict[str, Any]) -> Self:
         self._item(name)  # a clear error for an unknown name

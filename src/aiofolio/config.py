@@ -68,6 +68,7 @@ __all__ = [
     "ConfigFileKey",
     "EnvVar",
     "EvictionPolicy",
+    "LockMode",
     "ResolvedSettings",
     "SettingRow",
     "Settings",
@@ -92,6 +93,7 @@ CacheMode = Literal["read-write", "read-only", "write-through", "offline", "disa
 EvictionPolicy = Literal["lru", "lfu", "fifo"]
 ChecksumAlgorithm = Literal["md5", "xxh3_128", "sha256"]
 SharedPriority = Literal["fallback", "first"]
+LockMode = Literal["auto", "flock", "lease", "none"]
 
 CONFIG_FILE_NAME: Final = "config.json"
 
@@ -790,6 +792,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             file=("limits.stream_large_files",),
         ),
     ] = False
+    lock_mode: Annotated[
+        LockMode,
+        SettingRow(
+            spec=_choice_spec(get_args(LockMode)),
+            help="How processes sharing the cache folder exclude each other: ``flock``, "
+            "``lease`` (lock files with a heartbeat: for NFS, Lustre, GPFS, CIFS, where flock "
+            "may be node-local, do nothing or fail), ``none`` (no locks: still correct, "
+            "duplicate downloads possible) or ``auto`` (``lease`` when the folder is on a "
+            "network filesystem per the mount table, else ``flock``). Every process sharing "
+            "a folder must use the same mode.",
+            env=("AIOFOLIO_LOCK_MODE",),
+            file=("advanced.lock_mode",),
+        ),
+    ] = "auto"
     shared_cache_dir: Annotated[
         str | None,
         SettingRow(

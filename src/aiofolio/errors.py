@@ -32,6 +32,7 @@ working for code written against plain dicts and files::
     │   ├── CacheFullError                     the size limit or the disk is full
     │   ├── CacheLockTimeout(TimeoutError)
     │   ├── CacheCorruptedError
+    │   ├── LockUnavailableError               flock refused here: use lock_mode="lease"
     │   ├── UncachedRangeError(OSError)        a partial read outside the cached ranges
     │   └── ArchiveError                       an import_cache archive refused (nothing written)
     │       ├── ArchiveFormatError, ArchivePathError, ArchiveMemberTypeError,
@@ -77,6 +78,7 @@ __all__ = [
     "ItemNotFoundError",
     "LargeFileWarning",
     "LocalReferenceError",
+    "LockUnavailableError",
     "ManifestError",
     "ManifestReadError",
     "NotCachedError",
@@ -250,6 +252,11 @@ class CacheFullError(CacheError):
 
 class CacheLockTimeout(CacheError, TimeoutError):
     """A cache lock could not be taken in the time allowed."""
+
+
+class LockUnavailableError(CacheError):
+    """``lock_mode="flock"`` and the cache's filesystem refuses ``flock`` (ENOLCK, ENOSYS):
+    set ``lock_mode="lease"`` (a network filesystem) or ``"none"``."""
 
 
 class CacheCorruptedError(CacheError):

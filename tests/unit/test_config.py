@@ -291,7 +291,7 @@ def test_settings_is_frozen() -> None:
 
 def test_setting_names_match_struct_fields() -> None:
     assert [f.name for f in msgspec.structs.fields(Settings)] == list(SETTING_NAMES)
-    assert len(SETTING_NAMES) == 33
+    assert len(SETTING_NAMES) == 34
     assert SETTING_NAMES[:3] == ("cache_enabled", "cache_dir", "cache_ttl")
 
 
@@ -438,6 +438,7 @@ ENV_CASES: list[tuple[str, str, str, object]] = [
     ("AIOFOLIO_SHARED_CACHE_DIR", "none", "shared_cache_dir", None),
     ("AIOFOLIO_SHARED_CACHE_PRIORITY", "FIRST", "shared_cache_priority", "first"),
     ("AIOFOLIO_SHARED_CACHE_COPY", "true", "shared_cache_copy", True),
+    ("AIOFOLIO_LOCK_MODE", "Lease", "lock_mode", "lease"),
     ("AIOFOLIO_RETRY_ATTEMPTS", "3", "retry_attempts", 3),
     ("AIOFOLIO_RETRY_MAX_TIME", "2m", "retry_max_time", 120.0),
     ("AIOFOLIO_CONNECT_TIMEOUT", "5", "connect_timeout", 5.0),
@@ -654,6 +655,7 @@ FULL_FILE: dict[str, Any] = {
         "offline_mode": False,
         "hit_fast_path": False,
         "allow_local_references": True,
+        "lock_mode": "lease",
     },
 }
 
@@ -690,6 +692,7 @@ FULL_FILE_EXPECTED: dict[str, object] = {
     "shared_cache_copy": True,
     "hit_fast_path": False,
     "allow_local_references": True,
+    "lock_mode": "lease",
 }
 
 

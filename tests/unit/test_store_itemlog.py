@@ -36,7 +36,7 @@ def _rec(name: str, digest: str = "d0", size: int = 0) -> ItemRecord:
 
 
 def _writer(n: int, *, pid: int = DEAD_PID, host: str | None = None) -> str:
-    return f"{host or itemlog._HOST}-{pid}-{n:016x}"
+    return f"{host or itemlog.host_id()}-{pid}-{n:016x}"
 
 
 def _line(kind: str, ts: float, w: str, seq: int, **fields: object) -> bytes:

@@ -36,6 +36,7 @@ from aiofolio.engine._folder import Folder
 from aiofolio.engine.inuse import InUse
 from aiofolio.engine.quota import Quota
 from aiofolio.engine.resume import Registry
+from aiofolio.store import locks
 
 _PARSED_MAX = 8
 
@@ -214,8 +215,11 @@ def engine() -> Engine:
     return state.engine
 
 
-def runtime(cache_dir: str) -> Runtime:
+def runtime(cache_dir: str, lock_mode: str = "auto") -> Runtime:
     """The runtime of ``cache_dir`` (created, with its folders, on first use).
+
+    ``lock_mode`` (the setting) says how this process locks the folder from now on
+    (:func:`aiofolio.store.locks.configure`; the last caller's setting wins).
 
     Raises:
         CacheError: the folder cannot be created or written (the message names it).
@@ -227,6 +231,7 @@ def runtime(cache_dir: str) -> Runtime:
             found = _STATE.runtimes.get(key)
             if found is None:
                 found = _STATE.runtimes[key] = Runtime(key)
+    locks.configure(found.layout, lock_mode)
     return found
 
 

@@ -7,10 +7,11 @@ by its :class:`~aiofolio.engine.publish.Publisher`. Rules it keeps:
 * A blob is published only after its MD5 and size verified; a blob found corrupt on a hit is
   dropped and fetched again (``strict_mode`` raises instead). Hits re-hash as
   :func:`~aiofolio.policy.rehash_on_hit` says.
-* One download per blob: within a process readers share a future; across processes a
-  best-effort lock, polled on the loop (so Ctrl-C interrupts the wait; a dead holder's lock is
-  released by the kernel). Correctness never needs the lock: publishing is an atomic rename
-  of verified, content-addressed bytes.
+* One download per blob: within a process readers share a future; across processes (and
+  hosts, with ``lock_mode="lease"``) a best-effort lock, polled on the loop (so Ctrl-C
+  interrupts the wait; a dead holder's flock is released by the kernel, its lease taken over
+  after the TTL); none with ``lock_mode="none"``. Correctness never needs the lock:
+  publishing is an atomic rename of verified, content-addressed bytes.
 * A referenced (external, mutable) table's copy is revalidated by one ``stat`` after the TTL.
 * With ``shared_cache_dir``, the shared read-only tier (:mod:`aiofolio.engine.shared`) is asked
   after the local tier (or before it, ``shared_cache_priority="first"``), before any download.
@@ -43,7 +44,7 @@ from aiofolio.store import (
     is_available,
 )
 from aiofolio.store._util import iso_utc
-from aiofolio.store.locks import lock_path
+from aiofolio.store.locks import lease_path, lock_mode, lock_path
 
 __all__ = ["BlobCache", "chunking_of", "reference_token"]
 
@@ -298,8 +299,10 @@ class BlobCache:
         without the lock.
         """
         url = f"{self.url.rstrip('/')}/{payload_path(item)}"
-        if not self.scope.writes_cache:
+        if not self.scope.writes_cache or lock_mode(self.rt.layout) == "none":
             # Nothing will be published (read-only cache): no lock file in the cache folder.
+            # lock_mode "none": processes may download the same blob at once (both publish
+            # the same verified bytes by rename).
             return await self.publisher.fetch_and_publish(item, url)
         layout = self.rt.layout
         deadline = time.monotonic() + LOCK_TIMEOUT
@@ -320,6 +323,8 @@ class BlobCache:
                     pass
                 with contextlib.suppress(OSError):
                     os.unlink(lock_path(layout, probe))
+                with contextlib.suppress(OSError):
+                    os.unlink(lease_path(layout, probe))
                 if not works:
                     break  # no locks here: go on without
             path = await self._published_meanwhile(item)

@@ -27,13 +27,15 @@ from typing import Final
 from aiofolio.engine._folder import Folder
 from aiofolio.errors import AiofolioError
 from aiofolio.store import cache_lock
-from aiofolio.store._util import atomic_write, owner_pid, pid_alive, unique_name
+from aiofolio.store._util import atomic_write, owner_alive, unique_name
 
 __all__ = ["LIMITS_LOCK", "LOCK_TIMEOUT", "InUse"]
 
 LIMITS_LOCK: Final = "limits"
 """The cross-process lock of eviction passes, reservations and in-use markers."""
 LOCK_TIMEOUT: Final = 30.0
+_MARK_MAX_AGE: Final = 7 * 86400.0
+"""A marker file of another host (whose pid means nothing here) counts this long."""
 
 
 class InUse:
@@ -46,7 +48,7 @@ class InUse:
         self._handed_out: weakref.WeakKeyDictionary[object, set[str]] = weakref.WeakKeyDictionary()
         self._temp: Counter[str] = Counter()
         self._written: set[str] = set()
-        self._file = folder.layout.version_dir / "inuse" / unique_name(".json")
+        self._file = folder.layout.version_dir / "inuse" / unique_name(".json", tagged=True)
         self._touched = False
 
     # -- this process ---------------------------------------------------------------------------
@@ -100,7 +102,8 @@ class InUse:
                 self._sync()
 
     def marked_by_others(self) -> set[str]:
-        """Digests other live processes marked in use (files of dead processes are removed)."""
+        """Digests other live processes marked in use (files of dead processes are removed;
+        another host's count until a week old: its pid means nothing here)."""
         out: set[str] = set()
         try:
             with os.scandir(self._file.parent) as it:
@@ -108,9 +111,9 @@ class InUse:
         except (FileNotFoundError, NotADirectoryError):
             return out
         for entry in entries:
-            pid = owner_pid(entry.name)
             try:
-                if pid is None or not pid_alive(pid):
+                st = entry.stat(follow_symlinks=False)
+                if not owner_alive(entry.name, st.st_mtime, _MARK_MAX_AGE):
                     os.unlink(entry.path)
                     continue
                 with open(entry.path, "rb") as fh:

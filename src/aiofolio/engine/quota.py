@@ -38,7 +38,7 @@ from aiofolio.engine.inuse import LIMITS_LOCK, LOCK_TIMEOUT, InUse
 from aiofolio.errors import CacheFullError
 from aiofolio.policy import needs_scan, plan_eviction
 from aiofolio.store import cache_lock
-from aiofolio.store._util import atomic_write, owner_pid, pid_alive, unique_name
+from aiofolio.store._util import atomic_write, owner_alive, unique_name
 
 __all__ = ["Quota", "Ticket", "is_disk_full"]
 
@@ -146,20 +146,15 @@ class Quota:
     # -- the hard limit's ledger ----------------------------------------------------------------
     def _reserved_by_others(self) -> int:
         total = 0
-        now = time.time()
         try:
             with os.scandir(self._folder) as it:
                 entries = list(it)
         except (FileNotFoundError, NotADirectoryError):
             return 0
         for entry in entries:
-            pid = owner_pid(entry.name)
             try:
                 st = entry.stat(follow_symlinks=False)
-                alive = (
-                    pid is not None and pid_alive(pid) and now - st.st_mtime < _RESERVATION_MAX_AGE
-                )
-                if not alive:
+                if not owner_alive(entry.name, st.st_mtime, _RESERVATION_MAX_AGE):
                     os.unlink(entry.path)  # a dead process's reservation
                     continue
                 with open(entry.path, "rb") as fh:
@@ -192,7 +187,7 @@ class Quota:
                 )
             evict.execute(rt, plan, log_evictions=settings.log_evictions)
             self._folder.mkdir(parents=True, exist_ok=True)
-            path = self._folder / unique_name(".json")
+            path = self._folder / unique_name(".json", tagged=True)
             atomic_write(path, str(size).encode())
         return path
 

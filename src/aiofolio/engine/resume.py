@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import re
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from aiofolio.store._util import pid_alive, unique_name
+from aiofolio.store._util import host_name, pid_alive, unique_name
 
 __all__ = [
     "PROGRESS_INTERVAL",
@@ -129,7 +128,7 @@ class Journal:
             "md5": self.md5,
             "data": os.path.basename(path),
             "pid": os.getpid(),
-            "host": socket.gethostname(),
+            "host": host_name(),
         }
         try:
             done = self._claim(folder, url, token, size, chunk, path)
@@ -294,7 +293,7 @@ def _owner_alive(meta: dict[str, Any], mtime: float) -> bool:
     """Whether the process that wrote a sidecar may still be downloading into its partial."""
     if time.time() - mtime >= RESUME_OWNER_MAX_AGE:
         return False
-    if meta.get("host") != socket.gethostname():
+    if meta.get("host") != host_name():
         return True  # a process on another host: its pid means nothing here
     pid = meta.get("pid")
     if not isinstance(pid, int) or pid == os.getpid():

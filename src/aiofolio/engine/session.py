@@ -162,7 +162,7 @@ class BundleSession(ReadMixin, WriteMixin):
         self._check_fork()
         if self._caches is None and self.cache_wanted:
             try:
-                rt = runtime(self.settings.cache_dir)
+                rt = runtime(self.settings.cache_dir, self.settings.lock_mode)
             except CacheError as exc:
                 # Reads keep working straight from the remote; cache-only calls re-raise this.
                 self.cache_wanted = False

@@ -15,7 +15,9 @@ one ``os.stat`` each).
 - :mod:`~aiofolio.store.itemlog`: :class:`ItemRecord` and the per-process append-only item
   logs of a bundle, their merge and compaction.
 - :mod:`~aiofolio.store.stats`: :class:`StatsCounter`, cross-process counters.
-- :mod:`~aiofolio.store.locks`: :func:`blob_lock`, best-effort cross-process locks.
+- :mod:`~aiofolio.store.locks`: :func:`blob_lock`, best-effort cross-process locks,
+  in the folder's ``lock_mode`` (flock, :mod:`~aiofolio.store.lease` files with a heartbeat,
+  or none); :mod:`~aiofolio.store.mounts` detects network filesystems for ``auto``.
 - :mod:`~aiofolio.store.prefs`: :class:`PrefsStore`, pins and eviction priorities.
 """
 

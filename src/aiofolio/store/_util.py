@@ -1,29 +1,95 @@
 """Small helpers shared by the ``store`` modules: liveness of a pid, unique names, atomic writes.
 
 Owns the naming rule of every per-process file in the cache (``<pid>-<random><suffix>``), the
-test of whether such a file's owner still runs, and :func:`atomic_write` (a unique temp file in
-the destination folder, then ``os.replace``), which is how every mutable cache file is written
-so that readers never see a torn file, whatever number of processes write at once.
+name of this host (:func:`host_id`, :func:`host_tag`; ``AIOFOLIO_HOST_ID`` overrides it, for
+tests and simulations of several hosts on one machine), the test of whether such a file's owner
+still runs (:func:`owner_alive`: a pid means something only on its own host), and
+:func:`atomic_write` (a unique temp file in the destination folder, then ``os.replace``), which
+is how every mutable cache file is written so that readers never see a torn file, whatever
+number of processes write at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
+import re
 import secrets
+import socket
+import time
 from pathlib import Path
 
 from aiofolio.errors import CacheError, CacheFullError
 
-__all__ = ["atomic_write", "iso_utc", "os_error", "owner_pid", "pid_alive", "unique_name"]
+__all__ = [
+    "HOST_ID_ENV",
+    "atomic_write",
+    "host_id",
+    "host_name",
+    "host_tag",
+    "iso_utc",
+    "os_error",
+    "owner_alive",
+    "owner_pid",
+    "pid_alive",
+    "unique_name",
+]
+
+HOST_ID_ENV = "AIOFOLIO_HOST_ID"
+"""For tests and simulations only: the host name this process claims (read at each use), so
+processes on one machine can act as processes of different hosts sharing a cache."""
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 
-def unique_name(suffix: str = "") -> str:
-    """``<pid>-<16 random hex><suffix>``: unique across processes and threads."""
-    return f"{os.getpid()}-{secrets.token_hex(8)}{suffix}"
+def unique_name(suffix: str = "", *, tagged: bool = False) -> str:
+    """``<pid>-<16 random hex><suffix>``: unique across processes, threads and hosts.
+
+    With ``tagged``, ``-<host_tag()>`` goes before the suffix, so that :func:`owner_alive`
+    can tell a file of this host (whose pid means something here) from another host's.
+    """
+    tag = f"-{host_tag()}" if tagged else ""
+    return f"{os.getpid()}-{secrets.token_hex(8)}{tag}{suffix}"
+
+
+def host_name() -> str:
+    """This host's name as the cache records it (``AIOFOLIO_HOST_ID``, else the hostname)."""
+    return os.environ.get(HOST_ID_ENV) or socket.gethostname()
+
+
+def host_id() -> str:
+    """:func:`host_name` made safe for file names (``[A-Za-z0-9.]``, at most 64 characters)."""
+    return re.sub(r"[^A-Za-z0-9.]+", "_", host_name())[:64] or "host"
+
+
+def host_tag() -> str:
+    """A short tag of this host for file names: ``h`` + 8 hex digits of its name's SHA-1."""
+    digest = hashlib.sha1(host_name().encode(), usedforsecurity=False).hexdigest()
+    return "h" + digest[:8]
+
+
+def owner_alive(name: str, mtime: float, max_age_s: float) -> bool:
+    """Whether the process that owns the per-process file ``name`` may still run.
+
+    ``name`` is a :func:`unique_name`; when it carries a host tag (``-h<8 hex>`` right before
+    the suffix, as :func:`unique_name` writes with ``tagged=True``) of another host, the pid
+    means nothing here and the file counts as alive until it is ``max_age_s`` old. A file of
+    this host (or without a tag) is alive while its pid runs and it is younger than that.
+    """
+    if time.time() - mtime >= max_age_s:
+        return False
+    pid = owner_pid(name)
+    if pid is None:
+        return False
+    tag = _TAG.search(name)
+    if tag is not None and tag[1] != host_tag():
+        return True
+    return pid_alive(pid)
+
+
+_TAG = re.compile(r"-(h[0-9a-f]{8})(?:\.|$)")
 
 
 def owner_pid(name: str) -> int | None:

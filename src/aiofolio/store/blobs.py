@@ -16,11 +16,9 @@ only ever holds a complete file.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
-import socket
 import stat
 import time
 from collections.abc import Iterator
@@ -28,14 +26,13 @@ from pathlib import Path
 from typing import Final, NamedTuple
 
 from aiofolio.errors import CacheError
-from aiofolio.store._util import os_error, owner_pid, pid_alive, unique_name
+from aiofolio.store._util import host_tag, os_error, owner_pid, pid_alive, unique_name
 from aiofolio.store.hashing import FAST_ALGORITHM, Hashers, fast_hash_file
 from aiofolio.store.layout import CacheLayout
 
-HOST_TAG: Final = (
-    "h" + hashlib.sha1(socket.gethostname().encode(), usedforsecurity=False).hexdigest()[:8]
-)
-"""In the names of temp files: which host wrote them (pids mean something only there)."""
+HOST_TAG: Final = host_tag()
+"""This host's tag when the module was imported (the names of temp files carry
+:func:`~aiofolio.store._util.host_tag`, read at each use: pids mean something only there)."""
 
 __all__ = [
     "BLOB_MODE",
@@ -165,7 +162,7 @@ class BlobStore:
             tmp_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise os_error("create the temp folder", tmp_dir, exc) from exc
-        return tmp_dir / unique_name(f"-{HOST_TAG}{suffix}")
+        return tmp_dir / unique_name(suffix, tagged=True)
 
     def publish(self, tmp: str | os.PathLike[str], digest: str, *, fsync: bool = False) -> Path:
         """Move a verified temp file into the store as the blob ``digest``; return its path.
@@ -366,7 +363,7 @@ class BlobStore:
             if age < hard_max and data in names:
                 resumable.add(entry.name)
                 resumable.add(data)
-        ours = f"-{HOST_TAG}."
+        ours = f"-{host_tag()}."
         found: list[tuple[str, int]] = []
         for entry, st in entries:
             if entry.name in resumable:

@@ -31,7 +31,6 @@ import math
 import os
 import re
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -41,7 +40,7 @@ from typing import Final, Protocol
 import msgspec
 
 from aiofolio.store import locks
-from aiofolio.store._util import atomic_write, os_error, pid_alive
+from aiofolio.store._util import atomic_write, host_id, os_error, pid_alive
 from aiofolio.store.layout import CacheLayout, bundle_key
 
 __all__ = [
@@ -76,7 +75,6 @@ _FAILED_COMPACT_BACKOFF_S: Final = 30.0
 _COMPACT_LOCK_WAIT_S: Final = 2.0
 _RETRY_ERRNOS: Final = frozenset({errno.ESTALE, errno.ENOENT})
 
-_HOST: Final = re.sub(r"[^A-Za-z0-9.]+", "_", socket.gethostname())[:64] or "host"
 _LOG_NAME: Final = re.compile(r"([A-Za-z0-9._]+)-([0-9]+)-[0-9a-f]{16}\.log")
 
 Stamp = tuple[int, int, int]
@@ -656,7 +654,7 @@ class BundleItems:
             except OSError:
                 self.writer = None
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | _O_CLOEXEC
-        path = self.items_dir / f"{_HOST}-{os.getpid()}-{secrets.token_hex(8)}.log"
+        path = self.items_dir / f"{host_id()}-{os.getpid()}-{secrets.token_hex(8)}.log"
         for attempt in (1, 2):
             try:
                 fd = os.open(path, flags, 0o644)
@@ -783,7 +781,7 @@ class BundleItems:
         match = _LOG_NAME.fullmatch(name)
         if match is None:
             return False
-        if match[1] != _HOST:  # its pid means nothing here
+        if match[1] != host_id():  # its pid means nothing here
             return now - mtime > FOREIGN_LOG_AGE_S
         pid = int(match[2])
         return pid != os.getpid() and not pid_alive(pid)

@@ -134,20 +134,35 @@ class PrefsStore:
             CacheError: The file cannot be written.
         """
         path = self.path(url)
-        with cache_lock(self.layout, f"prefs:{bundle_key(url)}", self.lock_timeout):
-            current = self._read(path)
-            items = dict(current.items) if current is not None else {}
-            old = items.get(name, ItemPrefs())
-            new = fn(ItemPrefs(pinned=old.pinned, priority=old.priority))
-            if new.pinned or new.priority:
-                items[name] = new
-            else:
-                items.pop(name, None)
-            if items:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                atomic_write(path, _ENCODER.encode(BundlePrefs(url=url, items=items)))
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-                self._memo.pop(str(path), None)
+        with cache_lock(self.layout, f"prefs:{bundle_key(url)}", self.lock_timeout) as locked:
+            new = self._apply(path, url, name, fn)
+            # Without the lock (lock_mode "none", or a timeout) another process may have
+            # replaced the file with a view that lacks our change: look again, reapply.
+            for _ in range(0 if locked else 3):
+                current = self._read(path)
+                seen = current.items.get(name) if current is not None else None
+                wanted = new if (new.pinned or new.priority) else None
+                if seen == wanted:
+                    break
+                self._apply(path, url, name, lambda _old: new)
             return new
+
+    def _apply(
+        self, path: Path, url: str, name: str, fn: Callable[[ItemPrefs], ItemPrefs]
+    ) -> ItemPrefs:
+        current = self._read(path)
+        items = dict(current.items) if current is not None else {}
+        old = items.get(name, ItemPrefs())
+        new = fn(ItemPrefs(pinned=old.pinned, priority=old.priority))
+        if new.pinned or new.priority:
+            items[name] = new
+        else:
+            items.pop(name, None)
+        if items:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, _ENCODER.encode(BundlePrefs(url=url, items=items)))
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            self._memo.pop(str(path), None)
+        return new

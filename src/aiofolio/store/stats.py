@@ -24,7 +24,6 @@ import contextlib
 import logging
 import os
 import secrets
-import socket
 import threading
 import time
 import weakref
@@ -35,7 +34,7 @@ from typing import Final
 import msgspec
 
 from aiofolio.errors import CacheError
-from aiofolio.store._util import atomic_write, owner_pid, pid_alive, unique_name
+from aiofolio.store._util import atomic_write, host_name, owner_pid, pid_alive, unique_name
 from aiofolio.store.layout import CacheLayout
 from aiofolio.store.locks import cache_lock
 
@@ -59,7 +58,6 @@ _COUNTER_SET: Final = frozenset(COUNTERS)
 _FOREIGN_HOST_MAX_AGE: Final = 7 * 86400.0
 _READ_ATTEMPTS: Final = 3
 _ABANDONED_CLAIM_AGE: Final = 600.0
-_HOST: Final = socket.gethostname()
 
 _Counts = dict[str, int]
 
@@ -236,7 +234,7 @@ class StatsCounter:
                     return False
                 snapshot = _StatsFile(
                     pid=os.getpid(),
-                    host=_HOST,
+                    host=host_name(),
                     started=self._started,
                     updated=time.time(),
                     totals=dict(self._totals),
@@ -377,7 +375,7 @@ class StatsCounter:
                 pid = owner_pid(name)
                 if pid is None:
                     continue
-                if data.host and data.host != _HOST:  # its pid means nothing here
+                if data.host and data.host != host_name():  # its pid means nothing here
                     gone = now - data.updated > _FOREIGN_HOST_MAX_AGE
                 else:
                     gone = not pid_alive(pid)
@@ -388,7 +386,7 @@ class StatsCounter:
         claimed = self._claim(candidates)
         if not claimed:
             return 0
-        merged = _StatsFile(pid=0, host=_HOST, started=now, updated=now, subsumes=claimed)
+        merged = _StatsFile(pid=0, host=host_name(), started=now, updated=now, subsumes=claimed)
         for name in claimed:
             try:
                 data = _DECODER.decode((folder / name).read_bytes())
