@@ -81,6 +81,7 @@ def test_quickstart_notebook_and_an_interrupt(
         with client.setup_kernel():
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type == "code":
+                    print(f"executing cell {index}: {cell.source.splitlines()[0]}", flush=True)
                     client.execute_cell(cell, index)
             texts = [_text(c) for c in nb.cells if c.cell_type == "code"]
             assert "['medium', 'slow', 'small']" in texts[0]
@@ -123,7 +124,8 @@ def _interrupt(client: Any, server: FaultServer, slow_path: str, cache_dir: str)
     km, kc = client.km, client.kc  # nbclient's async manager and client
     before = _blobs(cache_dir)
     server.set_fault(slow_path, Fault(bandwidth=100_000, methods={"GET"}))
-    msg_id = kc.execute('slow = folio.get("slow")')
+    # stop_on_error=False: the kernel must not abort the request that follows the interrupt
+    msg_id = kc.execute('slow = folio.get("slow")', stop_on_error=False)
     for _ in range(600):  # bounded: until the server has seen the download start
         if server.stats.bytes_served(path=slow_path, method="GET") > 0:
             break
