@@ -53,5 +53,5 @@ def demo(session: nox.Session) -> None:
 
     Arguments after ``--`` go to the demo, e.g. ``nox -s demo -- --size-mb 64 --keep``.
     """
-    session.install("-e", ".[all]", "moto[server]>=5.0", "boto3>=1.34")
+    session.install("-e", ".[demo]")
     session.run("aiofolio", "demo", *session.posargs)

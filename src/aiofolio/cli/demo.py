@@ -631,7 +631,10 @@ def demo(size_mb: int, latency_ms: float, bandwidth_mbps: float, keep: bool) -> 
     if missing:
         console.print(
             f"[red]aiofolio demo needs {', '.join(missing)}[/red]: "
-            "pip install 'moto[server]' boto3 s3fs (or run: nox -s demo)"
+            'pip install "aiofolio[demo]" (or run: nox -s demo)'
+        )
+        console.print(
+            "the demo starts a loopback S3 (moto) on 127.0.0.1; nothing leaves this machine"
         )
         raise SystemExit(2)
     try:
