@@ -183,6 +183,16 @@ def test_snapshots_create_list_show_diff_status_compare_gc_delete(
 
 def test_folios_and_find(cli: Any, tmp_path: Path, files: dict[str, Path], home: Path) -> None:
     folio = _bundle(cli, tmp_path, files)
+    # datafolio's place for -f/-a is before the command; both places work
+    for where in (["-f", str(folio)], ["-a", "exp"]):
+        described = cli(*where, "--json", "describe").json()
+        assert sorted(i["name"] for i in described["items"]) == [
+            "arr",
+            "cells",
+            "conf",
+            "notes",
+            "syn",
+        ]
     rows = cli("--json", "folios", "list").json()
     assert rows == [{"alias": "exp", "path": str(folio), "last_accessed": None, "exists": True}]
     found = cli("--json", "find", "c*").json()

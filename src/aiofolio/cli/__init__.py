@@ -34,16 +34,34 @@ __all__ = ["main"]
     default=None,
     help="The cache root (default: the resolved cache_dir setting).",
 )
+@click.option(
+    "-f",
+    "--folio",
+    "folio_path",
+    default=None,
+    envvar="DATAFOLIO_PATH",
+    help="datafolio's option: the folio the folio commands act on (also after the command).",
+)
+@click.option("-a", "--alias", default=None, help="datafolio's option: a registered folio alias.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Tracebacks with errors; more detail.")
 @click.pass_context
-def main(ctx: click.Context, cache_dir: str | None, as_json: bool, verbose: bool) -> None:
+def main(
+    ctx: click.Context,
+    cache_dir: str | None,
+    folio_path: str | None,
+    alias: str | None,
+    as_json: bool,
+    verbose: bool,
+) -> None:
     """aiofolio: an async-first caching client for DataFolio bundles.
 
     Data goes to stdout; progress, warnings and hints to stderr. Sizes and times are for
     people unless --json is given (raw bytes, ISO 8601 times in UTC).
     """
-    ctx.obj = CliContext(cache_dir=cache_dir, json=as_json, verbose=verbose)
+    ctx.obj = CliContext(
+        cache_dir=cache_dir, folio=folio_path, alias=alias, json=as_json, verbose=verbose
+    )
 
 
 def _register() -> None:

@@ -125,6 +125,9 @@ class CliContext:
     """The global options, and the two consoles (data on stdout, everything else on stderr)."""
 
     cache_dir: str | None = None
+    #: datafolio's group-level ``-f/--folio`` (env ``DATAFOLIO_PATH``) and ``-a/--alias``.
+    folio: str | None = None
+    alias: str | None = None
     json: bool = False
     verbose: bool = False
     out: Console = field(default_factory=lambda: Console(soft_wrap=True))

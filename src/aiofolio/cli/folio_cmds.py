@@ -50,6 +50,8 @@ def _settings(cli: CliContext) -> dict[str, Any]:
 def _open(cli: CliContext, path: str | None, alias: str | None, *, read_only: bool = False) -> Any:
     from aiofolio import DataFolio
 
+    if path is None and alias is None:  # the group's -f/-a (datafolio's place for them)
+        path, alias = cli.folio, cli.alias
     if path is None and alias is None:
         path = os.getcwd()
     return DataFolio(path, alias=alias, read_only=read_only, create=False, **_settings(cli))
@@ -234,7 +236,7 @@ def validate_cmd(
     not)."""
     from aiofolio import RemoteNotFoundError
 
-    target = path or folio_path
+    target = path or folio_path or (None if alias else cli.folio)
     try:
         folio = _open(cli, target, alias, read_only=True)
     except (RemoteNotFoundError, ValueError) as exc:
