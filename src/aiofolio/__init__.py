@@ -50,6 +50,7 @@ from aiofolio.errors import (
     TransientError,
     UnsupportedManifestVersionError,
     UsageError,
+    WarmError,
 )
 from aiofolio.folio import DataFolio, MetadataDict  # imported after __version__, which it uses
 
@@ -98,6 +99,7 @@ __all__ = [
     "TransientError",
     "UnsupportedManifestVersionError",
     "UsageError",
+    "WarmError",
     "WarmHandle",
     "WarmProgress",
     "WarmResult",
