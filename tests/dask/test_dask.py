@@ -194,7 +194,7 @@ def test_client_map_over_a_pickled_folio(
 def test_blocking_on_the_worker_event_loop_is_refused(
     client: distributed.Client, http_server: FaultServer, tmp_path: Path
 ) -> None:
-    url, want = _serve(http_server, tmp_path)
+    url, _want = _serve(http_server, tmp_path)
     _plugin(client, AiofolioPlugin(cache_dir=str(tmp_path / "w")))
     folio = DataFolio(url)
     # client.run runs a plain function on the worker's event-loop thread
@@ -214,7 +214,8 @@ def test_pickled_secrets_are_absent_unless_asked(tmp_path: Path) -> None:
     raw = pickle.dumps(folio)
     for secret in ("AKIA-SECRET-KEY", "s3cr3t-value", "sess-tok", "hdr-tok"):
         assert secret.encode() not in raw
-    assert b"eu-west-3" in raw and b"plain" in raw
+    assert b"eu-west-3" in raw
+    assert b"plain" in raw
     back = pickle.loads(raw)
     assert back.get("x") == [1, 2, 3]
     asked = DataFolio(tmp_path / "b", storage_options=options, pickle_credentials=True)

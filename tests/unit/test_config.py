@@ -291,7 +291,7 @@ def test_settings_is_frozen() -> None:
 
 def test_setting_names_match_struct_fields() -> None:
     assert [f.name for f in msgspec.structs.fields(Settings)] == list(SETTING_NAMES)
-    assert len(SETTING_NAMES) == 31
+    assert len(SETTING_NAMES) == 32
     assert SETTING_NAMES[:3] == ("cache_enabled", "cache_dir", "cache_ttl")
 
 
@@ -447,6 +447,7 @@ ENV_CASES: list[tuple[str, str, str, object]] = [
     ("AIOFOLIO_LOG_EVICTIONS", "false", "log_evictions", False),
     ("AIOFOLIO_HIT_FAST_PATH", "0", "hit_fast_path", False),
     ("AIOFOLIO_ALLOW_LOCAL_REFERENCES", "yes", "allow_local_references", True),
+    ("AIOFOLIO_PICKLE_CREDENTIALS", "yes", "pickle_credentials", True),
 ]
 
 
@@ -650,6 +651,7 @@ FULL_FILE: dict[str, Any] = {
         "offline_mode": False,
         "hit_fast_path": False,
         "allow_local_references": True,
+        "pickle_credentials": True,
     },
 }
 
@@ -684,6 +686,7 @@ FULL_FILE_EXPECTED: dict[str, object] = {
     "shared_cache_dir": None,
     "hit_fast_path": False,
     "allow_local_references": True,
+    "pickle_credentials": True,
 }
 
 

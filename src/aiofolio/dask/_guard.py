@@ -28,6 +28,6 @@ def guard_worker_loop() -> None:
         from distributed import get_worker
 
         worker = get_worker()
-        _portal.refuse_blocking_on(worker.loop.asyncio_loop)
+        _portal.refuse_blocking_on(worker.loop.asyncio_loop)  # type: ignore[attr-defined]
     except Exception:  # not a worker, or distributed changed: nothing to guard
         return

@@ -225,6 +225,6 @@ def warm(
                     )
                 )
     rows: list[ItemOutcome] = []
-    for result in client.gather(futures):
+    for result in client.gather(futures):  # type: ignore[no-untyped-call]
         rows.extend(result)
     return WarmReport(mode=mode, items=tuple(sorted(rows, key=lambda r: (r.host, r.name))))
