@@ -12,6 +12,7 @@ from ..context import Scenario
 from . import (
     backends,
     cache,
+    dask_warm,
     datafolio_arrays,
     engine,
     eviction,
@@ -39,6 +40,7 @@ SCENARIOS: list[Scenario] = [
     warm.FOREGROUND_SCENARIO,
     scale.SCENARIO,
     eviction.SCENARIO,
+    dask_warm.SCENARIO,
     datafolio_arrays.SCENARIO,
     partial.SCENARIO,
 ]

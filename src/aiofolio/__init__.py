@@ -61,6 +61,7 @@ from aiofolio.errors import (
     UncachedRangeError,
     UnsupportedManifestVersionError,
     UsageError,
+    WarmError,
 )
 from aiofolio.folio import DataFolio, MetadataDict  # imported after __version__, which it uses
 
@@ -124,6 +125,7 @@ __all__ = [
     "UnsupportedManifestVersionError",
     "UsageError",
     "VerifyReport",
+    "WarmError",
     "WarmHandle",
     "WarmProgress",
     "WarmResult",

@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import anyio
@@ -29,8 +31,10 @@ __all__ = [
     "THREAD_NAME",
     "acall",
     "add_shutdown_callback",
+    "allow_blocking",
     "call",
     "in_engine_thread",
+    "refuse_blocking_on",
     "shutdown",
 ]
 
@@ -113,6 +117,44 @@ def in_engine_thread() -> bool:
     return state is not None and threading.current_thread() is state.thread
 
 
+_refusing: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def refuse_blocking_on(loop: asyncio.AbstractEventLoop) -> None:
+    """Make :func:`call` refuse to block ``loop``'s thread (a Dask worker's event loop)."""
+    _refusing.add(loop)
+
+
+_allowed = threading.local()
+
+
+@contextlib.contextmanager
+def allow_blocking() -> Iterator[None]:
+    """Let :func:`call` block a refusing loop inside the block (unpickling a folio, which
+    Dask does on the worker's event loop: the open is one manifest check, then memoized)."""
+    before = getattr(_allowed, "on", False)
+    _allowed.on = True
+    try:
+        yield
+    finally:
+        _allowed.on = before
+
+
+def _check_loop() -> None:
+    if getattr(_allowed, "on", False):
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    if loop in _refusing:
+        raise UsageError(
+            "a blocking aiofolio call was made on a Dask worker's event-loop thread, which "
+            "must never block; call it from a task (client.submit / client.map run in the "
+            "worker's task threads) or await the async method (await folio.aget(...))"
+        )
+
+
 def add_shutdown_callback(callback: Callable[[], Awaitable[None]]) -> None:
     """Run ``callback`` on the engine loop at shutdown (e.g. to close network clients)."""
     if callback not in _shutdown_callbacks:
@@ -128,6 +170,7 @@ def call(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     Raises:
         UsageError: when called from the engine thread itself, where it would deadlock.
     """
+    _check_loop()
     if in_engine_thread():
         raise UsageError(
             "a blocking aiofolio call was made from aiofolio's own event-loop thread (for "

@@ -944,6 +944,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             file=("advanced.allow_local_references",),
         ),
     ] = False
+    pickle_credentials: Annotated[
+        bool,
+        SettingRow(
+            spec=_bool_spec(),
+            help="Keep secrets (``key``, ``secret``, ``token``, ``password``, session tokens, "
+            "credentials) in a pickled folio's ``storage_options``. Off: they are left out and "
+            "the receiving process (a Dask worker) takes credentials from its own environment.",
+            env=("AIOFOLIO_PICKLE_CREDENTIALS",),
+            file=("advanced.pickle_credentials",),
+        ),
+    ] = False
 
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:

@@ -11,6 +11,7 @@ working for code written against plain dicts and files::
     │                                          a write to a read-only folio or an http(s) bundle
     ├── LocalReferenceError(PermissionError)   a remote bundle's reference points at a local path
     ├── UsageError(RuntimeError)               the API was called in a way that cannot work
+    ├── WarmError                              a cluster warm left items uncached
     │   ├── InvalidArgumentError(ValueError)   an argument with a value that cannot work
     │   └── ArgumentTypeError(TypeError)       an argument of the wrong type, or an
     │                                          operation the object does not support
@@ -95,6 +96,7 @@ __all__ = [
     "UncachedRangeError",
     "UnsupportedManifestVersionError",
     "UsageError",
+    "WarmError",
 ]
 
 
@@ -127,6 +129,10 @@ class LocalReferenceError(AiofolioError, PermissionError):
     Reading it would let a bundle on S3, GCS or HTTP make this machine read its own files;
     open the folio with ``allow_local_references=True`` to allow it for bundles you trust.
     """
+
+
+class WarmError(AiofolioError):
+    """A cluster warm (``aiofolio.dask.warm``) left items uncached (``raise_for_errors``)."""
 
 
 class UsageError(AiofolioError, RuntimeError):

@@ -471,6 +471,15 @@ class DataFolio(
             text += f" [snapshot: {self._snapshot}]"
         return text
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle what rebuilds the folio elsewhere (:mod:`aiofolio._travel`): the URL, the
+        storage options (secrets only with ``pickle_credentials=True``), the constructor
+        settings but ``cache_dir``, and inside ``pinned()`` the pinned manifest. Unpickling
+        opens a fresh folio in the receiving process (its own engine thread and cache)."""
+        from aiofolio import _travel
+
+        return (_travel.rebuild, (_travel.state_of(self),))
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self._names(manifest=self._view())
 

@@ -291,7 +291,7 @@ def test_settings_is_frozen() -> None:
 
 def test_setting_names_match_struct_fields() -> None:
     assert [f.name for f in msgspec.structs.fields(Settings)] == list(SETTING_NAMES)
-    assert len(SETTING_NAMES) == 34
+    assert len(SETTING_NAMES) == 35
     assert SETTING_NAMES[:3] == ("cache_enabled", "cache_dir", "cache_ttl")
 
 
@@ -450,6 +450,7 @@ ENV_CASES: list[tuple[str, str, str, object]] = [
     ("AIOFOLIO_LOG_EVICTIONS", "false", "log_evictions", False),
     ("AIOFOLIO_HIT_FAST_PATH", "0", "hit_fast_path", False),
     ("AIOFOLIO_ALLOW_LOCAL_REFERENCES", "yes", "allow_local_references", True),
+    ("AIOFOLIO_PICKLE_CREDENTIALS", "yes", "pickle_credentials", True),
 ]
 
 
@@ -656,6 +657,7 @@ FULL_FILE: dict[str, Any] = {
         "hit_fast_path": False,
         "allow_local_references": True,
         "lock_mode": "lease",
+        "pickle_credentials": True,
     },
 }
 
@@ -693,6 +695,7 @@ FULL_FILE_EXPECTED: dict[str, object] = {
     "hit_fast_path": False,
     "allow_local_references": True,
     "lock_mode": "lease",
+    "pickle_credentials": True,
 }
 
 
