@@ -11,7 +11,6 @@ of the same warm is cheap (hits), and a task whose worker dies is rerun by Dask 
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import json
 import time
@@ -128,27 +127,40 @@ def _warm_batch(folio: DataFolio, names: list[str], concurrency: int) -> list[It
     except ValueError:
         worker = ""
 
-    def one(name: str) -> ItemOutcome:
-        t0 = time.perf_counter()
-        size = 0
-        try:
-            status = folio.cache_status(name)
-            if status.get("cached") and status.get("checksum_valid"):
-                size = int(status.get("size_bytes") or 0)
-                return ItemOutcome(name, host, worker, "hit", size, time.perf_counter() - t0)
-            result = folio.warm_cache([name], progress=False)
-            if result.failed:
-                exc = result.failed[name]
-                return ItemOutcome(
-                    name, host, worker, "failed", 0, time.perf_counter() - t0, repr(exc)
-                )
-            size = int(folio.cache_status(name).get("size_bytes") or 0)
-            return ItemOutcome(name, host, worker, "fetched", size, time.perf_counter() - t0)
-        except Exception as exc:
-            return ItemOutcome(name, host, worker, "failed", 0, time.perf_counter() - t0, repr(exc))
+    def status_of(name: str) -> tuple[bool, int]:
+        status = folio.cache_status(name)
+        cached = bool(status.get("cached") and status.get("checksum_valid"))
+        return cached, int(status.get("size_bytes") or 0)
 
-    with concurrent.futures.ThreadPoolExecutor(max(1, concurrency)) as pool:
-        return list(pool.map(one, names))
+    rows: dict[str, ItemOutcome] = {}
+    t0 = time.perf_counter()
+    misses: list[str] = []
+    for name in names:  # a verified cached copy is a hit; the rest go to one warm
+        try:
+            cached, size = status_of(name)
+        except Exception as exc:
+            rows[name] = ItemOutcome(name, host, worker, "failed", 0, 0.0, repr(exc))
+            continue
+        if cached:
+            rows[name] = ItemOutcome(name, host, worker, "hit", size, time.perf_counter() - t0)
+        else:
+            misses.append(name)
+    if misses:
+        t1 = time.perf_counter()
+        try:  # one warm job for the batch: its downloads share one engine pass
+            result = folio.warm_cache(misses, concurrency=max(1, concurrency), progress=False)
+            failed: dict[str, str] = {n: repr(e) for n, e in result.failed.items()}
+            failed.update({n: "cancelled" for n in result.cancelled})
+        except Exception as exc:
+            failed = {n: repr(exc) for n in misses}
+        seconds = (time.perf_counter() - t1) / len(misses)  # the batch's time, shared
+        for name in misses:
+            if name in failed:
+                rows[name] = ItemOutcome(name, host, worker, "failed", 0, seconds, failed[name])
+                continue
+            size = int(folio._item(name).size_bytes or 0) or status_of(name)[1]
+            rows[name] = ItemOutcome(name, host, worker, "fetched", size, seconds)
+    return [rows[name] for name in names]
 
 
 def _spread(sizes: dict[str, int], workers: Sequence[str]) -> dict[str, list[str]]:
