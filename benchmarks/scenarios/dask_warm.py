@@ -10,7 +10,6 @@ outside the timed region). Every run is checked: all items cached, none failed.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,36 +17,16 @@ from typing import Any
 from ..context import Context, Scenario
 from ..harness import MiB, Row
 from .cache import Bundle, Clock, _fresh_dir, _reader
+from .warm import write_uint8_bundle
 
 GROUP = "dask-warm"
 ITEM = 4 * MiB
 
 
 def _files(ctx: Context, count: int) -> tuple[Path, list[str]]:
-    import numpy as np
-
-    from aiofolio.bundle import ITEMS_FILE, parse_manifest, plan_add, plan_create, serialize
-
     root = ctx.scratch("dask-warm-bundle")
-    base = plan_create({"bench": "dask-warm"}).manifest
-    rng = np.random.default_rng(16)
-    items: list[dict[str, Any]] = []
     names = [f"d{i:03d}" for i in range(count)]
-    for name in names:
-        tmp = root / "new.npy"
-        fields = serialize(rng.integers(0, 255, size=ITEM, dtype=np.uint8), tmp, name=name)
-        plan = plan_add(base, name, fields)
-        if plan.item is None or plan.payload_path is None:
-            raise RuntimeError(f"no payload planned for {name}")
-        items.append(plan.item.to_dict())
-        dest = root / plan.payload_path
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp.replace(dest)
-    doc = base.to_dict()
-    doc["items"] = items
-    doc["revision"] = len(items) + 1
-    raw = parse_manifest(json.dumps(doc).encode(), source="benchmark").to_json_bytes()
-    (root / ITEMS_FILE).write_bytes(raw)
+    write_uint8_bundle(root, "dask-warm", dict.fromkeys(names, ITEM), seed=16)
     return root, names
 
 

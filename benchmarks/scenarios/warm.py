@@ -44,36 +44,43 @@ WARM_GOAL = Goal.ratio_at_least(20.0, ">= 20x the sequential loop")
 BUSY = f"foreground cold get of 64 KB, during a warm of {BIG_COUNT} x 64 MiB"
 
 
-def _files(ctx: Context) -> tuple[Path, list[str]]:
-    """The bundle on local disk (``COUNT`` small arrays, ``PROBES`` probes, ``BIG_COUNT`` big
-    ones): a folder with ``items.json`` and the payloads, and the item names in order."""
+def write_uint8_bundle(root: Path, tag: str, sizes: dict[str, int], seed: int) -> None:
+    """Assemble in ``root`` a bundle of random ``uint8`` arrays (``name -> bytes``) with the
+    bundle layer, against the empty base (O(1) each), and its ``items.json``."""
     import numpy as np
 
     from aiofolio.bundle import ITEMS_FILE, parse_manifest, plan_add, plan_create, serialize
 
+    base = plan_create({"bench": tag}).manifest
+    rng = np.random.default_rng(seed)
+    items: list[dict[str, Any]] = []
+    for name, size in sizes.items():
+        tmp = root / "new.npy"
+        fields = serialize(rng.integers(0, 255, size=size, dtype=np.uint8), tmp, name=name)
+        plan = plan_add(base, name, fields)
+        if plan.item is None or plan.payload_path is None:
+            raise RuntimeError(f"no payload planned for {name}")
+        items.append(plan.item.to_dict())
+        dest = root / plan.payload_path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp.replace(dest)
+    doc = base.to_dict()
+    doc["items"] = items
+    doc["revision"] = len(items) + 1
+    raw = parse_manifest(json.dumps(doc).encode(), source="benchmark").to_json_bytes()
+    (root / ITEMS_FILE).write_bytes(raw)
+
+
+def _files(ctx: Context) -> tuple[Path, list[str]]:
+    """The bundle on local disk (``COUNT`` small arrays, ``PROBES`` probes, ``BIG_COUNT`` big
+    ones): a folder with ``items.json`` and the payloads, and the item names in order."""
+
     def make() -> tuple[Path, list[str]]:
         root = ctx.scratch("warm-bundle")
-        base = plan_create({"bench": "warm"}).manifest
-        rng = np.random.default_rng(6)
-        items: list[dict[str, Any]] = []
         names = [f"s{i:04d}" for i in range(COUNT)] + [f"p{i:02d}" for i in range(PROBES)]
         sizes = [ITEM] * len(names) + [BIG] * BIG_COUNT
         names += [f"big{i}" for i in range(BIG_COUNT)]
-        for name, size in zip(names, sizes, strict=True):
-            tmp = root / "new.npy"
-            fields = serialize(rng.integers(0, 255, size=size, dtype=np.uint8), tmp, name=name)
-            plan = plan_add(base, name, fields)  # against the empty base: O(1) each
-            assert plan.item is not None
-            assert plan.payload_path is not None
-            items.append(plan.item.to_dict())
-            dest = root / plan.payload_path
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp.replace(dest)
-        doc = base.to_dict()
-        doc["items"] = items
-        doc["revision"] = len(items) + 1
-        raw = parse_manifest(json.dumps(doc).encode(), source="benchmark").to_json_bytes()
-        (root / ITEMS_FILE).write_bytes(raw)
+        write_uint8_bundle(root, "warm", dict(zip(names, sizes, strict=True)), seed=6)
         return root, names
 
     files: tuple[Path, list[str]] = ctx.once("aiofolio-warm-files", make)

@@ -23,10 +23,8 @@ from rich.console import Console
 
 from aiofolio.errors import (
     AiofolioError,
-    CacheError,
     ConfigError,
     ItemNotFoundError,
-    RemoteError,
     UsageError,
 )
 
@@ -72,9 +70,7 @@ def exit_code_for(exc: BaseException) -> ExitCode:
     """The exit code an exception ends a command with."""
     if isinstance(exc, (UsageError, ConfigError, ItemNotFoundError, click.UsageError)):
         return ExitCode.USAGE
-    if isinstance(exc, (RemoteError, CacheError, AiofolioError, OSError)):
-        return ExitCode.FAILURE
-    return ExitCode.FAILURE
+    return ExitCode.FAILURE  # the remote store, the cache, or anything else that failed
 
 
 def iso_time(ts: float | None) -> str | None:

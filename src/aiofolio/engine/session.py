@@ -235,8 +235,9 @@ class BundleSession(ReadMixin, WriteMixin):
         read from cached byte ranges (:mod:`aiofolio.engine.partial`), a whole read drops them."""
         part = self._partial(item)
         blobs = self.blobs
-        wanted = part is not None and blobs is not None and partial.wants(item, dict(opts))
-        if wanted and part is not None and blobs is not None and blobs.cached_item(item) is None:
+        if part is None or blobs is None:
+            return await super().read_item(item, opts)
+        if partial.wants(item, dict(opts)) and blobs.cached_item(item) is None:
             columns = list(opts["columns"])
             try:
                 async with self.partial_locks.setdefault(item.name, anyio.Lock()):
@@ -250,8 +251,7 @@ class BundleSession(ReadMixin, WriteMixin):
                 log.info("reading %s whole: %s", item.name, exc)
         value = await super().read_item(item, opts)
         # The whole payload is verified and cached: its partial goes (one stat when none).
-        whole = part is not None and blobs is not None and part.item_dir.is_dir()
-        if whole and part is not None and blobs is not None and blobs.cached_item(item) is not None:
+        if part.item_dir.is_dir() and blobs.cached_item(item) is not None:
             await part.drop()
         return value
 

@@ -30,14 +30,9 @@ from aiofolio.store._util import host_tag, os_error, owner_pid, pid_alive, uniqu
 from aiofolio.store.hashing import FAST_ALGORITHM, Hashers, fast_hash_file
 from aiofolio.store.layout import CacheLayout
 
-HOST_TAG: Final = host_tag()
-"""This host's tag when the module was imported (the names of temp files carry
-:func:`~aiofolio.store._util.host_tag`, read at each use: pids mean something only there)."""
-
 __all__ = [
     "BLOB_MODE",
     "FAST_ALGORITHM",
-    "HOST_TAG",
     "BlobInfo",
     "BlobStore",
     "Hashers",
@@ -303,7 +298,7 @@ class BlobStore:
     def sweep_temps(self, max_age_s: float = 3600.0) -> int:
         """Delete temp files that crashed or vanished processes left in ``v1/tmp``.
 
-        A temp file of this host (its name carries :data:`HOST_TAG`) whose process is gone is
+        A temp file of this host (its name carries its `host_tag()`) whose process is gone is
         deleted whatever its age. Any other file is deleted when it was not modified for
         ``max_age_s`` and the pid in its name is not a live process on this host (or the name
         has no pid), and in any case after 24 h (a recycled pid, or a file of another host
